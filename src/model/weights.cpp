@@ -1,0 +1,199 @@
+// Loading weights through a TensorSource: name mapping, shape checks, f32 conversion of vectors.
+#include "model/weights.h"
+
+#include <cstring>
+#include <set>
+
+#include "core/error.h"
+#include "io/gguf.h"
+#include "io/llama2c.h"
+#include "io/safetensors.h"
+#include "model/tensor_names.h"
+
+namespace lmkit {
+
+int64_t Weights::n_params() const {
+  std::set<const void *> seen;
+  int64_t n = 0;
+  for (const auto &[name, t] : table)
+    if (seen.insert(t.data()).second) n += t.numel();
+  return n;
+}
+
+namespace {
+
+// (rows, cols) -> (cols, rows), any 2- or 4-byte element type.
+Tensor transpose2d(const Tensor &t) {
+  LMKIT_CHECK(t.ndim() == 2, "transpose of a ", t.ndim(), "-dim tensor");
+  Tensor src = t.contiguous();
+  int64_t r = src.dim(0), c = src.dim(1);
+  Tensor out = Tensor::zeros(src.dtype(), {c, r});
+  size_t es = dtype_info(src.dtype()).block_bytes;
+  const char *s = static_cast<const char *>(src.data());
+  char *d = static_cast<char *>(out.data());
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < c; ++j)
+      std::memcpy(d + size_t(j * r + i) * es, s + size_t(i * c + j) * es, es);
+  return out;
+}
+
+class HFSource : public TensorSource {
+ public:
+  HFSource(const std::string &dir, std::string arch)
+      : set_(SafetensorsSet::open_dir(dir)), arch_(std::move(arch)) {}
+
+  std::optional<Tensor> get(const std::string &canonical) const override {
+    auto n = hf_tensor_name(arch_, canonical);
+    if (!n) return std::nullopt;
+    std::string name = resolve(n->name);
+    if (name.empty()) return std::nullopt;
+    Tensor t = set_.get(name);
+    return n->conv1d ? transpose2d(t) : t;
+  }
+  std::string describe(const std::string &canonical) const override {
+    auto n = hf_tensor_name(arch_, canonical);
+    return str_cat(set_.dir(), ": tensor '", n ? n->name : canonical, "'");
+  }
+  std::map<std::string, std::string> metadata() const override { return set_.metadata(); }
+
+ private:
+  // GPT-2 checkpoints exist with and without the "transformer." prefix.
+  std::string resolve(const std::string &name) const {
+    if (set_.has(name)) return name;
+    const std::string prefix = "transformer.";
+    if (name.rfind(prefix, 0) == 0 && set_.has(name.substr(prefix.size())))
+      return name.substr(prefix.size());
+    return "";
+  }
+  SafetensorsSet set_;
+  std::string arch_;
+};
+
+class GGUFSource : public TensorSource {
+ public:
+  explicit GGUFSource(std::shared_ptr<const GGUFFile> f) : f_(std::move(f)) {}
+  std::optional<Tensor> get(const std::string &canonical) const override {
+    const GGUFTensorInfo *t = f_->find_tensor(canonical);
+    if (!t) return std::nullopt;
+    return f_->tensor(*t);
+  }
+  std::string describe(const std::string &canonical) const override {
+    return str_cat(f_->path(), ": tensor '", canonical, "'");
+  }
+
+ private:
+  std::shared_ptr<const GGUFFile> f_;
+};
+
+class Llama2cSource : public TensorSource {
+ public:
+  explicit Llama2cSource(std::shared_ptr<const Llama2cFile> f) : f_(std::move(f)) {}
+  std::optional<Tensor> get(const std::string &canonical) const override {
+    auto it = f_->tensors.find(canonical);
+    if (it == f_->tensors.end()) return std::nullopt;
+    return it->second;
+  }
+  std::string describe(const std::string &canonical) const override {
+    return str_cat(f_->path, ": array '", canonical, "'");
+  }
+
+ private:
+  std::shared_ptr<const Llama2cFile> f_;
+};
+
+// Pulls tensors from a source, checking presence, shape and dtype.
+struct Loader {
+  const TensorSource &src;
+  Weights &w;
+
+  Tensor fetch(const std::string &name, const Shape &shape, bool required) {
+    std::optional<Tensor> t = src.get(name);
+    if (!t) {
+      LMKIT_CHECK(!required, src.describe(name), " is missing");
+      return {};
+    }
+    LMKIT_CHECK(t->shape() == shape, src.describe(name), " has shape ", t->shape().str(),
+                ", the config expects ", shape.str());
+    DType d = t->dtype();
+    LMKIT_CHECK(d == DType::F32 || d == DType::F16 || d == DType::BF16, src.describe(name),
+                " has dtype ", dtype_name(d), " (supported: f32, f16, bf16)");
+    LMKIT_CHECK(t->is_contiguous(), src.describe(name), " is not contiguous");
+    w.table.emplace_back(name, *t);
+    return *t;
+  }
+  // Matrices stay in their file dtype (the matmul kernels read f16/bf16 directly).
+  Tensor matrix(const std::string &name, int64_t rows, int64_t cols, bool required = true) {
+    return fetch(name, {rows, cols}, required);
+  }
+  // Vectors (norms, biases) become f32 copies: tiny, and the kernels want f32.
+  Tensor vector(const std::string &name, int64_t n, bool required = true) {
+    Tensor t = fetch(name, {n}, required);
+    if (!t.data() || t.dtype() == DType::F32) return t;
+    Tensor f = t.to(DType::F32);
+    w.table.back().second = f;
+    return f;
+  }
+  Linear linear(const std::string &base, int64_t out, int64_t in, bool bias) {
+    Linear l;
+    l.w = matrix(base + ".weight", out, in);
+    if (bias) l.b = vector(base + ".bias", out);
+    return l;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<TensorSource> tensor_source_hf(const std::string &dir, const std::string &arch) {
+  return std::make_unique<HFSource>(dir, arch);
+}
+std::unique_ptr<TensorSource> tensor_source_gguf(std::shared_ptr<const GGUFFile> f) {
+  return std::make_unique<GGUFSource>(std::move(f));
+}
+std::unique_ptr<TensorSource> tensor_source_llama2c(std::shared_ptr<const Llama2cFile> f) {
+  return std::make_unique<Llama2cSource>(std::move(f));
+}
+
+Weights weights_load(const ModelConfig &c, const TensorSource &src) {
+  c.validate();
+  Weights w;
+  Loader ld{src, w};
+  const int64_t d = c.n_embd;
+  const bool ln = c.norm == NormType::LayerNorm;
+  w.tok_embd = ld.matrix("token_embd.weight", c.n_vocab, d);
+  if (c.pos == PosEncoding::Learned) {
+    w.pos_embd = ld.matrix("position_embd.weight", c.n_ctx_train, d).to(DType::F32);
+    w.table.back().second = w.pos_embd;
+  }
+  w.layers.resize(size_t(c.n_layer));
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    LayerWeights &L = w.layers[size_t(l)];
+    const std::string p = "blk." + std::to_string(l) + ".";
+    L.attn_norm = ld.vector(p + "attn_norm.weight", d);
+    if (ln) L.attn_norm_b = ld.vector(p + "attn_norm.bias", d, c.norm_bias);
+    if (src.get(p + "attn_qkv.weight")) {
+      L.wqkv = ld.linear(p + "attn_qkv", c.q_dim() + 2 * c.kv_dim(), d, c.qkv_bias);
+    } else {
+      L.wq = ld.linear(p + "attn_q", c.q_dim(), d, c.qkv_bias);
+      L.wk = ld.linear(p + "attn_k", c.kv_dim(), d, c.qkv_bias);
+      L.wv = ld.linear(p + "attn_v", c.kv_dim(), d, c.qkv_bias);
+    }
+    L.wo = ld.linear(p + "attn_output", d, c.q_dim(), c.attn_out_bias);
+    L.ffn_norm = ld.vector(p + "ffn_norm.weight", d);
+    if (ln) L.ffn_norm_b = ld.vector(p + "ffn_norm.bias", d, c.norm_bias);
+    if (c.mlp == MlpType::SwiGLU) L.w_gate = ld.linear(p + "ffn_gate", c.n_ff, d, c.mlp_bias);
+    L.w_up = ld.linear(p + "ffn_up", c.n_ff, d, c.mlp_bias);
+    L.w_down = ld.linear(p + "ffn_down", d, c.n_ff, c.mlp_bias);
+  }
+  w.output_norm = ld.vector("output_norm.weight", d);
+  if (ln) w.output_norm_b = ld.vector("output_norm.bias", d, c.norm_bias);
+  if (c.tied_embeddings) {
+    w.output.w = w.tok_embd;
+  } else {
+    w.output.w = ld.matrix("output.weight", c.n_vocab, d);
+  }
+  if (c.pos == PosEncoding::RoPE && src.get("rope_freqs.weight"))
+    w.rope_freqs = ld.vector("rope_freqs.weight", c.rope_dim / 2);
+  return w;
+}
+
+}  // namespace lmkit
