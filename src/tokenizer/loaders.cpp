@@ -316,7 +316,7 @@ void parse_normalizer(const json &j, tok::Normalizer &out, const std::string &sr
     st.handle_chinese_chars = bool_or(j, "handle_chinese_chars", true);
     out.add(st);
   } else if (type == "NFC") {
-    // Composition is not implemented; text is taken to be NFC already, which is what
+    // NFC composition is skipped: text is taken to be NFC already, which is what
     // editors, browsers and most corpora produce.
   } else {
     fail(src, ": normalizer '", type, "' is not supported");
