@@ -14,10 +14,23 @@ struct Entry {
   DType t;
   DTypeInfo info;
 };
-constexpr std::array<Entry, 8> kTypes{{
+// Block sizes and bytes per the GGUF spec (ggml-common.h): e.g. q4_0 is an f16 scale + 16 bytes of
+// nibbles per 32 values; the K-quants pack 256 values per super-block.
+constexpr std::array<Entry, 19> kTypes{{
     {DType::F32, {"f32", 1, 4}},
     {DType::F16, {"f16", 1, 2}},
     {DType::BF16, {"bf16", 1, 2}},
+    {DType::Q4_0, {"q4_0", 32, 18}},
+    {DType::Q4_1, {"q4_1", 32, 20}},
+    {DType::Q5_0, {"q5_0", 32, 22}},
+    {DType::Q5_1, {"q5_1", 32, 24}},
+    {DType::Q8_0, {"q8_0", 32, 34}},
+    {DType::Q8_1, {"q8_1", 32, 36}},
+    {DType::Q4_K, {"q4_K", 256, 144}},
+    {DType::Q5_K, {"q5_K", 256, 176}},
+    {DType::Q6_K, {"q6_K", 256, 210}},
+    {DType::Q8_K, {"q8_K", 256, 292}},
+    {DType::Q4_0X8, {"q4_0x8", 256, 144}},
     {DType::I8, {"i8", 1, 1}},
     {DType::I16, {"i16", 1, 2}},
     {DType::I32, {"i32", 1, 4}},
@@ -40,11 +53,18 @@ size_t dtype_row_bytes(DType t, int64_t n) {
 }
 
 DType dtype_from_name(std::string_view name) {
-  std::string low(name);
-  for (char &c : low) c = char(std::tolower(static_cast<unsigned char>(c)));
-  for (const auto &e : kTypes)
-    if (e.info.name == low) return e.t;
-  fail("unknown dtype '", name, "' (expected f32, f16 or bf16)");
+  auto lower = [](std::string_view s) {
+    std::string low(s);
+    for (char &c : low) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return low;
+  };
+  const std::string low = lower(name);
+  std::string names;
+  for (const auto &e : kTypes) {
+    if (lower(e.info.name) == low) return e.t;
+    names += (names.empty() ? "" : ", ") + std::string(e.info.name);
+  }
+  fail("unknown dtype '", name, "' (expected one of ", names, ")");
 }
 
 }  // namespace lmkit

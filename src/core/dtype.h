@@ -1,5 +1,6 @@
-// Element types and their conversions: f32, f16, bf16 (and the block-quantized types to come).
-// Not a tensor: see tensor.h. Scalar conversions here are the reference; kernels vectorise them.
+// Element types and their conversions: f32, f16, bf16, and the GGUF block-quantized types.
+// Not a tensor: see tensor.h. Scalar conversions here are the reference; kernels vectorise them
+// (block layouts and (de)quantization live in kernels/quant.h).
 #pragma once
 
 #include <cstddef>
@@ -14,15 +15,30 @@ enum class DType : uint32_t {
   F32 = 0,
   F16 = 1,
   BF16 = 30,
+  // GGUF block formats (kernels/quant.h has their layouts). Q8_1 and Q8_K are the activation
+  // formats of llama.cpp; lmkit knows them so their files load, but has no matmul for them.
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q8_1 = 9,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  Q8_K = 15,
   I32 = 26,
   I8 = 24,
   I16 = 25,
   I64 = 27,
   F64 = 28,
+  // lmkit's own re-packed layouts (kernels::pack_weight), never in a file: ids from 256 up, past
+  // any ggml type. Q4_0X8 holds eight q4_0 blocks per 256 values (kernels/quant_blocks.h).
+  Q4_0X8 = 256 + 2,
 };
 
 struct DTypeInfo {
-  std::string_view name;  // "f32", "f16", "bf16", ...
+  std::string_view name;  // "f32", "f16", "bf16", "q4_0", "q4_K", ... (as ggml writes them)
   int64_t block;          // elements per block (1 for plain types)
   size_t block_bytes;     // bytes per block
 };
@@ -32,9 +48,13 @@ const DTypeInfo &dtype_info(DType t);
 inline std::string_view dtype_name(DType t) {
   return dtype_info(t).name;
 }
+// A block-quantized type (block > 1).
+inline bool dtype_is_quantized(DType t) {
+  return dtype_info(t).block > 1;
+}
 // Bytes taken by n elements (n must be a multiple of the block size).
 size_t dtype_row_bytes(DType t, int64_t n);
-// Parses "f32", "F16", "bf16"; throws on anything else.
+// Parses a name of the table ("f32", "F16", "q8_0", "Q4_K", case-insensitive); throws otherwise.
 DType dtype_from_name(std::string_view name);
 
 inline float bf16_to_f32(uint16_t h) {

@@ -18,7 +18,8 @@ struct GGMLTypeInfo {
   size_t block_bytes;
 };
 
-// The ggml types whose layout is known (for size checks and messages). lmkit loads F32/F16/BF16.
+// The ggml types whose layout is known (for size checks and messages). tensor() loads those that
+// core/dtype.h names (all but q2_K, q3_K and the integer types).
 constexpr GGMLTypeInfo kGGMLTypes[] = {
     {0, "f32", 1, 4},       {1, "f16", 1, 2},       {2, "q4_0", 32, 18},    {3, "q4_1", 32, 20},
     {6, "q5_0", 32, 22},    {7, "q5_1", 32, 24},    {8, "q8_0", 32, 34},    {9, "q8_1", 32, 36},
@@ -353,20 +354,29 @@ const GGUFTensorInfo *GGUFFile::find_tensor(const std::string &name) const {
 }
 
 Tensor GGUFFile::tensor(const GGUFTensorInfo &t) const {
+  // DType uses ggml's numbering, so a type lmkit knows maps by value; the block formats come back
+  // as raw views in their GGUF layout (kernels/quant.h reads them; kernels::pack_weight re-packs).
   DType dt;
   switch (t.ggml_type) {
     case 0:
-      dt = DType::F32;
-      break;
     case 1:
-      dt = DType::F16;
-      break;
     case 30:
-      dt = DType::BF16;
+    case 2:
+    case 3:
+    case 6:
+    case 7:
+    case 8:
+    case 9:
+    case 12:
+    case 13:
+    case 14:
+    case 15:
+      dt = DType(t.ggml_type);
       break;
     default:
       fail(path_, ": tensor '", t.name, "' has type ", ggml_type_name(t.ggml_type),
-           ", which lmkit cannot load yet (supported: f32, f16, bf16)");
+           ", which lmkit cannot load yet (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, "
+           "q8_0, q8_1, q4_K, q5_K, q6_K, q8_K)");
   }
   const uint8_t *p = base_ + data_offset_ + t.offset;
   return Tensor::view_of(const_cast<uint8_t *>(p), dt, t.shape, map_);
@@ -436,9 +446,12 @@ void GGUFWriter::set_i32_array(const std::string &key, const std::vector<int32_t
 
 void GGUFWriter::add_tensor(const std::string &name, const Tensor &t) {
   LMKIT_CHECK(t.is_contiguous(), "GGUF writer: tensor '", name, "' is not contiguous");
-  LMKIT_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16,
-              "GGUF writer: tensor '", name, "' has dtype ", dtype_name(t.dtype()),
-              ", not f32/f16/bf16");
+  const DType dt = t.dtype();
+  // GGUF-layout types only: a re-packed kernel layout (kernels::pack_weight) is not a file format.
+  const bool known = dt == DType::F32 || dt == DType::F16 || dt == DType::BF16 ||
+                     (dtype_is_quantized(dt) && ggml_type_info(uint32_t(dt)) != nullptr);
+  LMKIT_CHECK(known, "GGUF writer: tensor '", name, "' has dtype ", dtype_name(dt),
+              ", which is not a GGUF tensor type (f32, f16, bf16, q4_0, ..., q8_K)");
   tensors_.emplace_back(name, t);
 }
 

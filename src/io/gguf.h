@@ -113,7 +113,8 @@ class GGUFWriter {
   void set_str_array(const std::string &key, const std::vector<std::string> &v);
   void set_f32_array(const std::string &key, const std::vector<float> &v);
   void set_i32_array(const std::string &key, const std::vector<int32_t> &v);
-  // A contiguous tensor of a dtype GGUF knows (f32, f16, bf16).
+  // A contiguous tensor of a dtype GGUF knows: f32, f16, bf16 or a block type in its GGUF layout
+  // (q4_0 ... q8_K, as kernels/quant.h quantizes them).
   void add_tensor(const std::string &name, const Tensor &t);
   void write(const std::string &path, size_t alignment = 32) const;
 

@@ -9,6 +9,7 @@
 #include "core/cpu.h"
 #include "core/error.h"
 #include "kernels/cpu/tables.h"
+#include "kernels/quant.h"
 #include "kernels/ref/ref.h"
 
 namespace lmkit::kernels {
@@ -62,10 +63,13 @@ matmul_fn KernelTable::matmul_for(DType t) const {
     case DType::BF16:
       return matmul_bf16;
     default:
+      // Block-quantized weights: the quant table of this instruction set (kernels/quant.h).
+      if (matmul_fn f = quant_kernels_for(*this).matmul_for(t)) return f;
       break;
   }
   fail("no matmul kernel for weights of dtype ", dtype_name(t),
-       " (kernels exist for f32, f16, bf16); convert the weights at load time");
+       " (kernels exist for f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K); "
+       "convert the weights at load time");
 }
 
 const KernelTable *find(std::string_view name) {

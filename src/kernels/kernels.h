@@ -33,9 +33,9 @@ struct AttentionArgs {
   int64_t ld_out = 0;
   const float *q = nullptr;  // (n_q, n_head*head_dim), row stride ld_q
   int64_t ld_q = 0;
-  const float *k = nullptr;        // cache, head-major: k[hk*ld_kv_head + j*head_dim + d], j < n_kv
+  const float *k = nullptr;        // k[hk*ld_kv_head + j*ld_kv_row + d], j < n_kv, d < head_dim
   const float *v = nullptr;        // same layout as k
-  int64_t ld_kv_head = 0;          // elements between consecutive KV heads (>= n_kv*head_dim)
+  int64_t ld_kv_head = 0;          // elements between consecutive KV heads
   const int32_t *q_pos = nullptr;  // (n_q) absolute position of each query; key j is at position j
   int64_t n_q = 0, n_kv = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
   int64_t window = 0;        // key j is visible to a query at pos iff j <= pos and (window == 0
@@ -44,6 +44,40 @@ struct AttentionArgs {
   float *pattern = nullptr;  // optional (n_head, n_q, n_kv): the softmax probabilities, 0 if masked
   float *scratch = nullptr;  // at least n_kv floats, private to the calling thread
   int64_t head_begin = 0, head_end = 0;  // compute query heads [head_begin, head_end)
+  // Elements between consecutive keys of one head; 0 means head_dim (the head-major KV cache,
+  // ld_kv_head >= n_kv*head_dim). Training reads K/V straight from the fused QKV activation:
+  // ld_kv_head = head_dim, ld_kv_row = the QKV row stride.
+  int64_t ld_kv_row = 0;
+  // Optional (n_q, n_head), lse[i*n_head + h]: log-sum-exp of query i's scaled, masked scores
+  // (saved for attention_bwd); -inf for a query that sees no key.
+  float *lse = nullptr;
+};
+
+// Backward of attention_fwd for KV heads [kv_head_begin, kv_head_end) and all their query heads.
+// Per query row i, head h (KV head hk), over the keys j the query sees:
+//   p_ij = exp(scale q_i·k_j - lse_i),  D_i = do_i·o_i,  ds_ij = p_ij (do_i·v_j - D_i)
+//   dv_j += p_ij do_i,   dk_j += scale ds_ij q_i,   dq_i += scale Σ_j ds_ij k_j
+// dq, dk, dv are accumulated (+=) and may all live in one fused dQKV buffer (dk = dqkv + q_dim,
+// ...). Callers split KV heads across threads, so no two calls touch the same dk/dv rows or dq
+// columns. Memory is O(n_kv) per call (never an (n_q, n_kv) matrix).
+struct AttentionBwdArgs {
+  const float *q = nullptr;  // (n_q, n_head*head_dim), row stride ld_q, as forward
+  int64_t ld_q = 0;
+  const float *k = nullptr, *v = nullptr;  // as forward: k[hk*ld_kv_head + j*ld_kv_row + d]
+  int64_t ld_kv_head = 0, ld_kv_row = 0;   // ld_kv_row 0 means head_dim
+  const float *out = nullptr;              // (n_q, n_head*head_dim) forward output o
+  int64_t ld_out = 0;
+  const float *dout = nullptr;  // (n_q, n_head*head_dim) dL/do, row stride ld_dout
+  int64_t ld_dout = 0;
+  const float *lse = nullptr;  // (n_q, n_head) from attention_fwd
+  float *dq = nullptr;         // (n_q, n_head*head_dim), row stride ld_dq, accumulated
+  int64_t ld_dq = 0;
+  float *dk = nullptr, *dv = nullptr;  // same layout and strides as k, v; accumulated
+  const int32_t *q_pos = nullptr;      // (n_q) as forward
+  int64_t n_q = 0, n_kv = 0, n_head = 0, n_head_kv = 0, head_dim = 0, window = 0;
+  float scale = 1.0f;
+  float *scratch = nullptr;                    // at least 2*n_kv floats, private to the thread
+  int64_t kv_head_begin = 0, kv_head_end = 0;  // KV heads [begin, end) and their query heads
 };
 
 // y(M, N) = x(M, K) · W(N, K)^T (+ bias(N) if not null). y rows have stride ldy, x rows ldx.
@@ -94,6 +128,55 @@ struct KernelTable {
 
   // See AttentionArgs. A query that sees no key (e.g. q_pos < 0) gets zero output and pattern rows.
   void (*attention_fwd)(const AttentionArgs &a);
+
+  // ---- Backward (training, f32 weights). Rows are tokens. "Accumulated" outputs are += (the
+  // parameter gradients, llm.c's convention); "written" ones are overwritten.
+
+  // dx(M, K) += dy(M, N) · W(N, K), W the forward's (N, K) f32 weight (y = x W^T). dx rows stride
+  // lddx, dy rows lddy. For each dx[m, :] the summation order over n is fixed (it does not depend
+  // on M), so callers may split M across threads. dx must not overlap dy or W.
+  void (*matmul_bwd_x)(float *dx, int64_t lddx, const float *dy, int64_t lddy, const float *w,
+                       int64_t M, int64_t N, int64_t K);
+  // dw(N, K) += dy^T · x, i.e. dw[n, k] += Σ_m dy[m, n] x[m, k]; db(N) += Σ_m dy[m, n] if db is
+  // not null. dw contiguous (row stride K); dy rows lddy, x rows ldx. The sum over m runs in a
+  // fixed order. Callers split N across threads (dy + n0, same lddy; dw + n0*K; db + n0).
+  void (*matmul_bwd_w)(float *dw, float *db, const float *dy, int64_t lddy, const float *x,
+                       int64_t ldx, int64_t M, int64_t N, int64_t K);
+
+  // dw[ids[i], :] += dy[i, :] for i = 0 .. n-1 in order (repeated ids accumulate).
+  // dw: (vocab, dim) f32;  dy: (n, dim).
+  void (*embedding_bwd)(float *dw, const int32_t *ids, int64_t n, const float *dy, int64_t dim);
+
+  // Backward of rmsnorm_fwd. x, dy, dx: (rows, dim) contiguous; dx written (may alias dy);
+  // w: (dim); dw: (dim) accumulated; rstd: (rows) as saved by rmsnorm_fwd.
+  void (*rmsnorm_bwd)(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                      const float *rstd, int64_t rows, int64_t dim);
+  // Backward of layernorm_fwd. dx written (may alias dy); dw, db (dim) accumulated, db may be
+  // null; mean, rstd: (rows) as saved by layernorm_fwd.
+  void (*layernorm_bwd)(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, const float *mean, const float *rstd, int64_t rows,
+                        int64_t dim);
+
+  // dx = dy * f'(x) for the activations above; dx written, may alias dy (or x).
+  void (*silu_bwd)(float *dx, const float *x, const float *dy, int64_t n);
+  void (*gelu_bwd)(float *dx, const float *x, const float *dy, int64_t n);
+  void (*gelu_tanh_bwd)(float *dx, const float *x, const float *dy, int64_t n);
+  // For y = silu(gate) * up: dgate = dy * up * silu'(gate), dup = dy * silu(gate). Both written;
+  // dgate may alias gate (or dy) and dup may alias up (or dy): in place saves the memory.
+  void (*swiglu_bwd)(float *dgate, float *dup, const float *gate, const float *up, const float *dy,
+                     int64_t n);
+
+  // Fused softmax + cross-entropy over the vocabulary, per row r of logits (rows, n_vocab) with
+  // row stride ld:  loss[r] = logsumexp(logits[r, :]) - logits[r, targets[r]]  (max-subtracted).
+  // If dlogits is not null: dlogits[r, :] = (softmax(logits[r, :]) - onehot(targets[r])) * dscale
+  // (row stride ld_d; written; may alias logits exactly, ld_d == ld). targets[r] < 0 ignores the
+  // row: loss[r] = 0 and its dlogits row is 0. Targets are not range-checked here.
+  void (*cross_entropy_fwd_bwd)(float *loss, float *dlogits, int64_t ld_d, const float *logits,
+                                int64_t ld, const int32_t *targets, int64_t rows, int64_t n_vocab,
+                                float dscale);
+
+  // See AttentionBwdArgs.
+  void (*attention_bwd)(const AttentionBwdArgs &a);
 
   matmul_fn matmul_for(DType t) const;  // throws lmkit::Error for a dtype with no kernel
 };

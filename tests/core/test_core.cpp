@@ -92,18 +92,32 @@ TEST(Tensor, ConvertsBetweenFloatTypes) {
   EXPECT_THROW(h.f32(), Error);
 }
 
-TEST(Arena, AlignsAndRefusesOverflow) {
-  Arena a(1000);
+TEST(Arena, AlignsGrowsAndReusesBlocks) {
+  Arena a(1024);
   void *p = a.alloc(3);
   void *q = a.alloc(100);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(q) % 64, 0u);
   EXPECT_EQ(a.used(), 64u + 128u);
-  EXPECT_THROW(a.alloc(2000), Error);
+  void *big = a.alloc(5000);  // larger than a block: a block of its own
+  EXPECT_NE(big, nullptr);
+  EXPECT_EQ(a.reserved(), 1024u + 5056u);
+  Arena::Mark m = a.mark();
+  void *r1 = a.alloc(10);  // the big block is full: a third block
+  a.release(m);
+  void *r2 = a.alloc(10);
+  EXPECT_EQ(r1, r2);  // released memory is handed out again
+  const size_t reserved = a.reserved();
+  EXPECT_EQ(reserved, 1024u + 5056u + 1024u);
   a.reset();
   EXPECT_EQ(a.used(), 0u);
+  EXPECT_EQ(a.alloc(3), p);  // same blocks after a reset: no new system allocation
+  a.alloc(100);
+  EXPECT_EQ(a.alloc(5000), big);
+  EXPECT_EQ(a.reserved(), reserved);
   Tensor t = a.tensor(DType::F32, {4, 4});
   EXPECT_EQ(t.f32()[15], 0.0f);
+  EXPECT_THROW(a.release({99, 0}), Error);
 }
 
 TEST(ThreadPool, CoversRangeExactlyOnceForManySizes) {

@@ -126,9 +126,9 @@ TEST(GGUF, MalformedFilesGiveClearErrors) {
   // Loading a tensor of a type lmkit cannot run yet names the type.
   spit(dir / "q.gguf", tiny_gguf(1, 32, 12 /* q4_K needs 256 */, 0, 0));
   expect_error([&] { GGUFFile::open(dir / "q.gguf"); }, "block size");
-  spit(dir / "q8.gguf", tiny_gguf(1, 32, 8, 0, 64));
-  GGUFFile q8 = GGUFFile::open(dir / "q8.gguf");
-  expect_error([&] { q8.tensor(q8.tensors()[0]); }, "q8_0");
+  spit(dir / "q2.gguf", tiny_gguf(1, 256, 10 /* q2_K */, 0, 96));
+  GGUFFile q2 = GGUFFile::open(dir / "q2.gguf");
+  expect_error([&] { q2.tensor(q2.tensors()[0]); }, "q2_K");
 }
 
 TEST(GGUF, RandomCorruptionNeverCrashes) {

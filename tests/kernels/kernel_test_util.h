@@ -1,10 +1,14 @@
-// Helpers for the kernel tests: misaligned buffers, f16/bf16 weight conversion, table iteration.
-// Not a test: test_*.cpp files include it; nothing here checks a kernel by itself.
+// Helpers for the kernel tests: misaligned buffers, f16/bf16 weight conversion, table iteration,
+// finite-difference gradients. Not a test: test_*.cpp files include it; nothing here checks a
+// kernel by itself.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <new>
 #include <string>
 #include <vector>
@@ -36,6 +40,7 @@ class Misaligned {
   const T *data() const { return raw_ + 1; }
   size_t size() const { return n_; }
   T &operator[](size_t i) { return raw_[1 + i]; }
+  const T &operator[](size_t i) const { return raw_[1 + i]; }
   std::vector<T> vec() const { return std::vector<T>(data(), data() + n_); }
 
  private:
@@ -85,5 +90,37 @@ inline const std::vector<int64_t> &odd_dims() {
 }
 
 constexpr double kMaxNmse = 1e-10;
+
+// Central finite differences of a scalar function f evaluated in double: grad[i] = (f(x + eps e_i)
+// - f(x - eps e_i)) / (2 eps). With f in double, eps = 1e-6 leaves an error near 1e-9 relative.
+inline std::vector<double> fd_gradient(std::vector<double> x,
+                                       const std::function<double(const std::vector<double> &)> &f,
+                                       double eps = 1e-6) {
+  std::vector<double> g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double x0 = x[i];
+    x[i] = x0 + eps;
+    const double fp = f(x);
+    x[i] = x0 - eps;
+    const double fm = f(x);
+    x[i] = x0;
+    g[i] = (fp - fm) / (2 * eps);
+  }
+  return g;
+}
+
+// max_i |got_i - want_i| / (max_i |want_i| + tiny): the error relative to the gradient's scale.
+inline double max_rel_err(const std::vector<double> &want, const std::vector<float> &got) {
+  EXPECT_EQ(want.size(), got.size());
+  double scale = 1e-30, err = 0;
+  for (double w : want) scale = std::max(scale, std::abs(w));
+  for (size_t i = 0; i < std::min(want.size(), got.size()); ++i)
+    err = std::max(err, std::abs(double(got[i]) - want[i]));
+  return err / scale;
+}
+
+inline std::vector<double> to_double(const std::vector<float> &v) {
+  return {v.begin(), v.end()};
+}
 
 }  // namespace lmkit::test

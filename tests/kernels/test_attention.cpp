@@ -1,6 +1,7 @@
-// Tests of causal attention: ref against a naive double-precision version with an explicit mask
-// (GQA, sliding window, positions not starting at 0, head ranges), every table against ref.
-// Not the KV-cache bookkeeping (runtime/ owns it): the cache here is a plain strided array.
+// Tests of causal attention forward: ref against a naive double-precision version with an explicit
+// mask (GQA, sliding window, positions not starting at 0, head ranges, the saved log-sum-exp, K/V
+// read with a row stride), every table against ref. Not the KV-cache bookkeeping (runtime/ owns
+// it; the cache here is a plain strided array) and not the backward (test_attention_bwd.cpp).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -248,6 +249,97 @@ TEST(Attention, QueriesThatSeeNothingGetZerosAndEmptyCallsTouchNothing) {
     t->attention_fwd(a);
     EXPECT_EQ(empty.out.vec(), std::vector<float>(empty.out.size(), -7.0f));
     EXPECT_EQ(empty.pattern.vec(), std::vector<float>(empty.pattern.size(), -7.0f));
+  }
+}
+
+// lse (the log-sum-exp of each query's scaled, masked scores) against the naive double version;
+// every table against ref; asking for it leaves the output bits unchanged.
+TEST(Attention, LogSumExpMatchesNaiveAndTablesAgree) {
+  uint64_t seed = 50;
+  for (const Case &c : kCases) {
+    SCOPED_TRACE(testing::Message() << "n_q=" << c.n_q << " n_kv=" << c.n_kv << " hd="
+                                    << c.head_dim << " window=" << c.window);
+    Problem p(c, seed++);
+    std::vector<float> lse(size_t(c.n_q * c.n_head), -7.0f);
+    AttentionArgs a = p.args(0, c.n_head, false);
+    a.lse = lse.data();
+    kernels::ref::attention_fwd(a);
+    const double scale = double(float(1 / std::sqrt(double(c.head_dim))));
+    for (int64_t h = 0; h < c.n_head; ++h) {
+      const int64_t hk = h * c.n_head_kv / c.n_head;
+      for (int64_t i = 0; i < c.n_q; ++i) {
+        const int64_t pos = p.q_pos[size_t(i)];
+        double mx = -INFINITY;
+        std::vector<double> s;
+        for (int64_t j = 0; j < c.n_kv; ++j) {
+          if (j > pos || (c.window > 0 && pos - j >= c.window)) continue;
+          double dot = 0;
+          for (int64_t d = 0; d < c.head_dim; ++d)
+            dot += double(p.q[size_t(i * p.ld_q + h * c.head_dim + d)]) *
+                   p.k[size_t(hk * p.ld_kv_head + j * c.head_dim + d)];
+          s.push_back(dot * scale);
+          mx = std::max(mx, s.back());
+        }
+        double z = 0;
+        for (double x : s) z += std::exp(x - mx);
+        EXPECT_NEAR(lse[size_t(i * c.n_head + h)], mx + std::log(z), 1e-5 * (1 + std::abs(mx)));
+      }
+    }
+    for (const KernelTable *t : simd_tables()) {
+      Problem with(c, seed - 1), without(c, seed - 1);
+      std::vector<float> lse_t(lse.size(), -7.0f);
+      AttentionArgs b = with.args(0, c.n_head, false);
+      b.lse = lse_t.data();
+      t->attention_fwd(b);
+      t->attention_fwd(without.args(0, c.n_head, false));
+      EXPECT_TRUE(same_bits(with.out_vec(), without.out_vec())) << t->name;
+      EXPECT_LE(nmse(lse, lse_t), kMaxNmse) << t->name;
+    }
+  }
+  // A query that sees nothing has lse = -inf.
+  for (const KernelTable *t : kernels::available()) {
+    Problem p({2, 5, 2, 1, 8, 0, 0}, 4);
+    p.q_pos = {-1, 2};
+    std::vector<float> lse(4, 0.0f);
+    AttentionArgs a = p.args(0, 2, false);
+    a.lse = lse.data();
+    t->attention_fwd(a);
+    EXPECT_EQ(lse[0], -INFINITY) << t->name;
+    EXPECT_EQ(lse[1], -INFINITY) << t->name;
+    EXPECT_TRUE(std::isfinite(lse[2]) && std::isfinite(lse[3])) << t->name;
+  }
+}
+
+// K/V read with a row stride (ld_kv_row, as from fused QKV rows: key j of head hk at
+// hk*head_dim + j*row) give the same bits as the head-major cache holding the same values.
+TEST(Attention, KvRowStrideGivesTheSameBitsAsTheHeadMajorCache) {
+  for (const KernelTable *t : kernels::available()) {
+    uint64_t seed = 70;
+    for (const Case &c : kCases) {
+      SCOPED_TRACE(testing::Message() << t->name << " n_q=" << c.n_q << " n_kv=" << c.n_kv
+                                      << " hd=" << c.head_dim);
+      Problem p(c, seed++);
+      const int64_t hd = c.head_dim, row = 2 * c.n_head_kv * hd + 3;  // K and V in one row
+      FBuf kv(size_t(c.n_kv * row), 1e30f);
+      for (int64_t hk = 0; hk < c.n_head_kv; ++hk)
+        for (int64_t j = 0; j < c.n_kv; ++j)
+          for (int64_t d = 0; d < hd; ++d) {
+            kv[size_t(j * row + hk * hd + d)] = p.k[size_t(hk * p.ld_kv_head + j * hd + d)];
+            kv[size_t(j * row + c.n_head_kv * hd + hk * hd + d)] =
+                p.v[size_t(hk * p.ld_kv_head + j * hd + d)];
+          }
+      t->attention_fwd(p.args(0, c.n_head, true));
+      const auto want_out = p.out_vec();
+      const auto want_pat = p.pattern.vec();
+      AttentionArgs a = p.args(0, c.n_head, true);
+      a.k = kv.data();
+      a.v = kv.data() + c.n_head_kv * hd;
+      a.ld_kv_head = hd;
+      a.ld_kv_row = row;
+      t->attention_fwd(a);
+      EXPECT_TRUE(same_bits(p.out_vec(), want_out));
+      EXPECT_TRUE(same_bits(p.pattern.vec(), want_pat));
+    }
   }
 }
 

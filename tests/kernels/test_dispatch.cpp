@@ -29,7 +29,10 @@ TEST(Dispatch, AvailableListsRefFirstAndEachTableOnce) {
     EXPECT_TRUE(t->matmul_f32 && t->matmul_f16 && t->matmul_bf16 && t->embedding_fwd &&
                 t->rmsnorm_fwd && t->layernorm_fwd && t->rope_fwd && t->silu_fwd && t->gelu_fwd &&
                 t->gelu_tanh_fwd && t->swiglu_fwd && t->add_fwd && t->softmax_fwd &&
-                t->attention_fwd)
+                t->attention_fwd && t->matmul_bwd_x && t->matmul_bwd_w && t->embedding_bwd &&
+                t->rmsnorm_bwd && t->layernorm_bwd && t->silu_bwd && t->gelu_bwd &&
+                t->gelu_tanh_bwd && t->swiglu_bwd && t->cross_entropy_fwd_bwd &&
+                t->attention_bwd)
         << t->name;
   }
 }

@@ -42,6 +42,10 @@ struct Cmp {  // result of a lane-wise comparison
 inline Mask mask_first(int64_t n) {
   return {__mmask16((1u << n) - 1u)};
 }
+// Lanes [a, b), 0 <= a <= b <= kLanes (for f32 loads, stores and keep).
+inline Mask mask_range(int64_t a, int64_t b) {
+  return {__mmask16(((1u << b) - 1u) & ~((1u << a) - 1u))};
+}
 
 inline Vf zero() {
   return {_mm512_setzero_ps()};
@@ -187,6 +191,10 @@ alignas(64) constexpr int32_t kMaskWindow[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
                                                  0,  0,  0,  0,  0,  0,  0,  0};
 inline Mask mask_first(int64_t n) {
   return {_mm256_loadu_si256(reinterpret_cast<const __m256i *>(kMaskWindow + 8 - n)), n};
+}
+// Lanes [a, b), 0 <= a <= b <= kLanes (for f32 loads, stores and keep; not the 16-bit loads).
+inline Mask mask_range(int64_t a, int64_t b) {
+  return {_mm256_andnot_si256(mask_first(a).m, mask_first(b).m), b};
 }
 
 inline Vf zero() {

@@ -358,7 +358,8 @@ void add_fwd(float *y, const float *a, const float *b, int64_t n) {
 // Softmax.
 
 // One row of n values, max-subtracted; y may alias x; an all -inf row becomes zeros.
-inline void softmax_row(float *y, const float *x, int64_t n) {
+// Returns the row's log-sum-exp (max + log of the sum), -inf for an all -inf row.
+inline float softmax_row(float *y, const float *x, int64_t n) {
   const Vf neg_inf = set1(-__builtin_inff());
   Vf vmax = neg_inf;
   int64_t i = 0;
@@ -367,7 +368,7 @@ inline void softmax_row(float *y, const float *x, int64_t n) {
   const float mx = hmax(vmax);
   if (mx == -__builtin_inff()) {
     map1(y, x, n, [](Vf) { return zero(); });
-    return;
+    return mx;
   }
   const Vf vmx = set1(mx);
   Vf sum = zero();
@@ -382,8 +383,10 @@ inline void softmax_row(float *y, const float *x, int64_t n) {
     store(y + i, e, m);
     sum = sum + e;
   }
-  const Vf inv = set1(1.0f / hsum(sum));
+  const float total = hsum(sum);
+  const Vf inv = set1(1.0f / total);
   map1(y, y, n, [inv](Vf v) { return v * inv; });
+  return mx + float(__builtin_log(double(total)));
 }
 
 void softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols) {
@@ -395,14 +398,15 @@ void softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols) {
 // Each query is computed on its own in a fixed order, so a query's output does not depend on
 // which other queries share the call (prefill and decode agree).
 
-// s[j] = scale * q · k[j, :] for j < n.  k: (n, hd).  Four keys at a time, one accumulator each.
+// s[j] = scale * q · k[j, :] for j < n.  k: (n, hd) row stride kr.  Four keys at a time, one
+// accumulator each.
 inline void attn_scores(float *s, const float *q, const float *k, int64_t n, int64_t hd,
-                        float scale) {
+                        int64_t kr, float scale) {
   const int64_t full = hd - hd % kLanes;
   const Mask tail = mask_first(hd - full);
   int64_t j = 0;
   for (; j + 4 <= n; j += 4) {
-    const float *k0 = k + j * hd, *k1 = k0 + hd, *k2 = k1 + hd, *k3 = k2 + hd;
+    const float *k0 = k + j * kr, *k1 = k0 + kr, *k2 = k1 + kr, *k3 = k2 + kr;
     Vf a0 = zero(), a1 = zero(), a2 = zero(), a3 = zero();
     int64_t d = 0;
     for (; d < full; d += kLanes) {
@@ -425,7 +429,7 @@ inline void attn_scores(float *s, const float *q, const float *k, int64_t n, int
     s[j + 3] = hsum(a3) * scale;
   }
   for (; j < n; ++j) {
-    const float *k0 = k + j * hd;
+    const float *k0 = k + j * kr;
     Vf a0 = zero();
     int64_t d = 0;
     for (; d < full; d += kLanes) a0 = fma(load(q + d), load(k0 + d), a0);
@@ -435,9 +439,10 @@ inline void attn_scores(float *s, const float *q, const float *k, int64_t n, int
 }
 
 // out[d0 .. d0 + NV*kLanes) (the last vector masked by `last`) = sum_j p[j] v[j, d0 + ...].
-// v: (n, hd). Even and odd j go to separate accumulators (twice the independent FMA chains).
+// v: (n, hd) row stride vr. Even and odd j go to separate accumulators (twice the independent FMA
+// chains).
 template <int NV>
-inline void attn_wsum_chunk(float *out, const float *p, const float *v, int64_t n, int64_t hd,
+inline void attn_wsum_chunk(float *out, const float *p, const float *v, int64_t n, int64_t vr,
                             Mask last) {
   Vf a[NV], b[NV];
 #pragma GCC unroll 8
@@ -445,7 +450,7 @@ inline void attn_wsum_chunk(float *out, const float *p, const float *v, int64_t 
   int64_t j = 0;
   for (; j + 2 <= n; j += 2) {
     const Vf p0 = set1(p[j]), p1 = set1(p[j + 1]);
-    const float *v0 = v + j * hd, *v1 = v0 + hd;
+    const float *v0 = v + j * vr, *v1 = v0 + vr;
 #pragma GCC unroll 8
     for (int t = 0; t < NV - 1; ++t) {
       a[t] = fma(p0, load(v0 + t * kLanes), a[t]);
@@ -456,7 +461,7 @@ inline void attn_wsum_chunk(float *out, const float *p, const float *v, int64_t 
   }
   if (j < n) {
     const Vf p0 = set1(p[j]);
-    const float *v0 = v + j * hd;
+    const float *v0 = v + j * vr;
 #pragma GCC unroll 8
     for (int t = 0; t < NV - 1; ++t) a[t] = fma(p0, load(v0 + t * kLanes), a[t]);
     a[NV - 1] = fma(p0, load(v0 + (NV - 1) * kLanes, last), a[NV - 1]);
@@ -472,7 +477,8 @@ constexpr int kWsumVecs = 4;  // 8 accumulators (2 x 4) of 16 lanes: 64 dims per
 constexpr int kWsumVecs = 4;  // 8 accumulators of 8 lanes: 32 dims per pass
 #endif
 
-inline void attn_wsum(float *out, const float *p, const float *v, int64_t n, int64_t hd) {
+inline void attn_wsum(float *out, const float *p, const float *v, int64_t n, int64_t hd,
+                      int64_t vr) {
   for (int64_t d0 = 0; d0 < hd; d0 += kWsumVecs * kLanes) {
     const int64_t width = min64(hd - d0, kWsumVecs * kLanes);
     const int64_t nv = (width + kLanes - 1) / kLanes;
@@ -480,16 +486,16 @@ inline void attn_wsum(float *out, const float *p, const float *v, int64_t n, int
     static_assert(kWsumVecs == 4, "extend the switch below");
     switch (nv) {
       case 1:
-        attn_wsum_chunk<1>(out + d0, p, v + d0, n, hd, last);
+        attn_wsum_chunk<1>(out + d0, p, v + d0, n, vr, last);
         break;
       case 2:
-        attn_wsum_chunk<2>(out + d0, p, v + d0, n, hd, last);
+        attn_wsum_chunk<2>(out + d0, p, v + d0, n, vr, last);
         break;
       case 3:
-        attn_wsum_chunk<3>(out + d0, p, v + d0, n, hd, last);
+        attn_wsum_chunk<3>(out + d0, p, v + d0, n, vr, last);
         break;
       default:
-        attn_wsum_chunk<4>(out + d0, p, v + d0, n, hd, last);
+        attn_wsum_chunk<4>(out + d0, p, v + d0, n, vr, last);
         break;
     }
   }
@@ -502,10 +508,11 @@ inline void fill_zero(float *p, int64_t n) {
 void attention_fwd(const AttentionArgs &a) {
   const int64_t group = a.n_head / a.n_head_kv;
   const int64_t hd = a.head_dim;
+  const int64_t kr = a.ld_kv_row ? a.ld_kv_row : hd;  // key row stride
   for (int64_t h = a.head_begin; h < a.head_end; ++h) {
     const int64_t hk = h / group;
-    const float *kh = a.k + hk * a.ld_kv_head;  // (n_kv, hd)
-    const float *vh = a.v + hk * a.ld_kv_head;  // (n_kv, hd)
+    const float *kh = a.k + hk * a.ld_kv_head;  // (n_kv, hd) row stride kr
+    const float *vh = a.v + hk * a.ld_kv_head;  // (n_kv, hd) row stride kr
     for (int64_t i = 0; i < a.n_q; ++i) {
       const int64_t pos = a.q_pos[i];
       const int64_t hi = min64(pos, a.n_kv - 1);  // visible keys: [lo, hi]
@@ -516,12 +523,14 @@ void attention_fwd(const AttentionArgs &a) {
       if (n <= 0) {
         fill_zero(out, hd);
         if (pat) fill_zero(pat, a.n_kv);
+        if (a.lse) a.lse[i * a.n_head + h] = -__builtin_inff();
         continue;
       }
       float *s = a.scratch;
-      attn_scores(s, a.q + i * a.ld_q + h * hd, kh + lo * hd, n, hd, a.scale);
-      softmax_row(s, s, n);
-      attn_wsum(out, s, vh + lo * hd, n, hd);
+      attn_scores(s, a.q + i * a.ld_q + h * hd, kh + lo * kr, n, hd, kr, a.scale);
+      const float lse = softmax_row(s, s, n);
+      if (a.lse) a.lse[i * a.n_head + h] = lse;
+      attn_wsum(out, s, vh + lo * kr, n, hd, kr);
       if (pat) {
         fill_zero(pat, lo);
         map1(pat + lo, s, n, [](Vf v) { return v; });
@@ -532,6 +541,14 @@ void attention_fwd(const AttentionArgs &a) {
 }
 
 }  // namespace
+}  // namespace lmkit::kernels::LMKIT_SIMD_ISA
+
+// The backward (training) kernels, each family in its own header of the same kind.
+#include "kernels/cpu/simd_attention_bwd.h"
+#include "kernels/cpu/simd_backward.h"
+#include "kernels/cpu/simd_gemm.h"
+
+namespace lmkit::kernels::LMKIT_SIMD_ISA {
 
 // The table for this ISA (declared in tables.h). Constant-initialised: no start-up code runs.
 constinit const KernelTable table = {
@@ -554,6 +571,17 @@ constinit const KernelTable table = {
     .add_fwd = add_fwd,
     .softmax_fwd = softmax_fwd,
     .attention_fwd = attention_fwd,
+    .matmul_bwd_x = matmul_bwd_x,
+    .matmul_bwd_w = matmul_bwd_w,
+    .embedding_bwd = embedding_bwd,
+    .rmsnorm_bwd = rmsnorm_bwd,
+    .layernorm_bwd = layernorm_bwd,
+    .silu_bwd = silu_bwd,
+    .gelu_bwd = gelu_bwd,
+    .gelu_tanh_bwd = gelu_tanh_bwd,
+    .swiglu_bwd = swiglu_bwd,
+    .cross_entropy_fwd_bwd = cross_entropy_fwd_bwd,
+    .attention_bwd = attention_bwd,
 };
 
 }  // namespace lmkit::kernels::LMKIT_SIMD_ISA

@@ -1,4 +1,4 @@
-// Reference elementwise activations, residual add and row softmax, evaluated in double.
+// Reference elementwise activations (forward and backward), residual add and row softmax, in double.
 // Not approximations: std::exp / std::erfc / std::tanh are the ground truth the SIMD code must hit.
 #include <algorithm>
 #include <cmath>
@@ -66,6 +66,67 @@ void softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols) {
     double sum = 0;
     for (int64_t j = 0; j < cols; ++j) sum += std::exp(xr[j] - mx);
     for (int64_t j = 0; j < cols; ++j) yr[j] = float(std::exp(xr[j] - mx) / sum);
+  }
+}
+
+// ---- Backward: dx = dy * f'(x), written; dx may alias dy or x (each element is read first).
+
+namespace {
+
+// sigmoid(x) and 1 - sigmoid(x) = sigmoid(-x), both without cancellation or overflow.
+void sigmoid_pair(double x, double &s, double &one_minus_s) {
+  const double e = std::exp(-std::abs(x));  // in (0, 1]
+  const double big = 1.0 / (1.0 + e), small = e / (1.0 + e);
+  s = x >= 0 ? big : small;
+  one_minus_s = x >= 0 ? small : big;
+}
+
+// silu'(x) = s + x s (1 - s),  s = sigmoid(x)
+double silu_grad(double x) {
+  double s, t;
+  sigmoid_pair(x, s, t);
+  return s + x * s * t;
+}
+
+}  // namespace
+
+void silu_bwd(float *dx, const float *x, const float *dy, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = float(double(dy[i]) * silu_grad(x[i]));
+}
+
+// gelu'(x) = Phi(x) + x phi(x),  phi(x) = exp(-x^2/2) / sqrt(2 pi)
+void gelu_bwd(float *dx, const float *x, const float *dy, int64_t n) {
+  const double inv_sqrt2 = 0.70710678118654752440, inv_sqrt_2pi = 0.39894228040143267794;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    const double g = 0.5 * std::erfc(-v * inv_sqrt2) + v * inv_sqrt_2pi * std::exp(-0.5 * v * v);
+    dx[i] = float(double(dy[i]) * g);
+  }
+}
+
+// gelu_tanh(x) = x s,  s = sigmoid(2u),  u = c (x + a x^3)  (since 0.5 (1 + tanh u) = sigmoid(2u))
+// gelu_tanh'(x) = s + x s (1 - s) 2c (1 + 3a x^2)
+void gelu_tanh_bwd(float *dx, const float *x, const float *dy, int64_t n) {
+  const double c = 0.79788456080286535588, a = 0.044715;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    double s, t;
+    sigmoid_pair(2.0 * c * (v + a * v * v * v), s, t);
+    const double g = s + v * s * t * 2.0 * c * (1.0 + 3.0 * a * v * v);
+    dx[i] = float(double(dy[i]) * g);
+  }
+}
+
+// y = silu(gate) * up:  dgate = dy * up * silu'(gate),  dup = dy * silu(gate).
+// dgate may alias gate and dup may alias up (both read before either is written).
+void swiglu_bwd(float *dgate, float *dup, const float *gate, const float *up, const float *dy,
+                int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = gate[i], u = up[i], d = dy[i];
+    double s, t;
+    sigmoid_pair(g, s, t);
+    dgate[i] = float(d * u * silu_grad(g));
+    dup[i] = float(d * g * s);
   }
 }
 

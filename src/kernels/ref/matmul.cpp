@@ -1,5 +1,5 @@
-// Reference linear layers and embedding lookup: y = x·W^T + bias, one dot product at a time.
-// Not blocked, vectorised or cache-aware: each output is a plain double-precision sum over k.
+// Reference linear layers and embedding lookup, forward (y = x·W^T + bias) and backward.
+// Not blocked, vectorised or cache-aware: each output is a plain double-precision sum.
 #include "core/dtype.h"
 #include "kernels/ref/ref.h"
 
@@ -55,6 +55,43 @@ void embedding_fwd(float *y, const int32_t *ids, int64_t n, const void *table, D
   float (*at)(const void *, int64_t) = t == DType::F16 ? w_f16 : t == DType::BF16 ? w_bf16 : w_f32;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t d = 0; d < dim; ++d) y[i * dim + d] = at(table, int64_t(ids[i]) * dim + d);
+}
+
+// dx[m, k] += sum_n dy[m, n] * W[n, k]
+// dx: (M, K) stride lddx;  dy: (M, N) stride lddy;  W: (N, K) f32.
+void matmul_bwd_x(float *dx, int64_t lddx, const float *dy, int64_t lddy, const float *w,
+                  int64_t M, int64_t N, int64_t K) {
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) {
+      double acc = 0;
+      for (int64_t n = 0; n < N; ++n) acc += double(dy[m * lddy + n]) * w[n * K + k];
+      dx[m * lddx + k] = float(dx[m * lddx + k] + acc);
+    }
+}
+
+// dw[n, k] += sum_m dy[m, n] * x[m, k];   db[n] += sum_m dy[m, n]  (db may be null)
+// dw: (N, K) contiguous;  dy: (M, N) stride lddy;  x: (M, K) stride ldx.
+void matmul_bwd_w(float *dw, float *db, const float *dy, int64_t lddy, const float *x, int64_t ldx,
+                  int64_t M, int64_t N, int64_t K) {
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t k = 0; k < K; ++k) {
+      double acc = 0;
+      for (int64_t m = 0; m < M; ++m) acc += double(dy[m * lddy + n]) * x[m * ldx + k];
+      dw[n * K + k] = float(dw[n * K + k] + acc);
+    }
+    if (db) {
+      double acc = 0;
+      for (int64_t m = 0; m < M; ++m) acc += dy[m * lddy + n];
+      db[n] = float(db[n] + acc);
+    }
+  }
+}
+
+// dw[ids[i], :] += dy[i, :] in order i = 0, 1, ... (one float addition each, as the SIMD tables).
+// dw: (vocab, dim);  dy: (n, dim).
+void embedding_bwd(float *dw, const int32_t *ids, int64_t n, const float *dy, int64_t dim) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t d = 0; d < dim; ++d) dw[int64_t(ids[i]) * dim + d] += dy[i * dim + d];
 }
 
 }  // namespace lmkit::kernels::ref

@@ -33,4 +33,23 @@ void add_fwd(float *y, const float *a, const float *b, int64_t n);
 void softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols);
 void attention_fwd(const AttentionArgs &a);
 
+void matmul_bwd_x(float *dx, int64_t lddx, const float *dy, int64_t lddy, const float *w,
+                  int64_t M, int64_t N, int64_t K);
+void matmul_bwd_w(float *dw, float *db, const float *dy, int64_t lddy, const float *x, int64_t ldx,
+                  int64_t M, int64_t N, int64_t K);
+void embedding_bwd(float *dw, const int32_t *ids, int64_t n, const float *dy, int64_t dim);
+void rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                 const float *rstd, int64_t rows, int64_t dim);
+void layernorm_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                   const float *mean, const float *rstd, int64_t rows, int64_t dim);
+void silu_bwd(float *dx, const float *x, const float *dy, int64_t n);
+void gelu_bwd(float *dx, const float *x, const float *dy, int64_t n);
+void gelu_tanh_bwd(float *dx, const float *x, const float *dy, int64_t n);
+void swiglu_bwd(float *dgate, float *dup, const float *gate, const float *up, const float *dy,
+                int64_t n);
+void cross_entropy_fwd_bwd(float *loss, float *dlogits, int64_t ld_d, const float *logits,
+                           int64_t ld, const int32_t *targets, int64_t rows, int64_t n_vocab,
+                           float dscale);
+void attention_bwd(const AttentionBwdArgs &a);
+
 }  // namespace lmkit::kernels::ref

@@ -21,6 +21,17 @@ const KernelTable &ref_table() {
       .add_fwd = add_fwd,
       .softmax_fwd = softmax_fwd,
       .attention_fwd = attention_fwd,
+      .matmul_bwd_x = matmul_bwd_x,
+      .matmul_bwd_w = matmul_bwd_w,
+      .embedding_bwd = embedding_bwd,
+      .rmsnorm_bwd = rmsnorm_bwd,
+      .layernorm_bwd = layernorm_bwd,
+      .silu_bwd = silu_bwd,
+      .gelu_bwd = gelu_bwd,
+      .gelu_tanh_bwd = gelu_tanh_bwd,
+      .swiglu_bwd = swiglu_bwd,
+      .cross_entropy_fwd_bwd = cross_entropy_fwd_bwd,
+      .attention_bwd = attention_bwd,
   };
   return table;
 }
