@@ -4,13 +4,27 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
 
 namespace lmkit {
+
+namespace {
+// Testing aid: LMKIT_FAULT_DISK_FULL_AFTER=N makes writes fail with ENOSPC once this process has
+// written N bytes through AtomicFile, to exercise full-disk handling without a real full disk.
+std::atomic<int64_t> &fault_budget() {
+  static std::atomic<int64_t> budget = [] {
+    const char *e = std::getenv("LMKIT_FAULT_DISK_FULL_AFTER");
+    return e && *e ? std::atoll(e) : int64_t(-1);
+  }();
+  return budget;
+}
+}  // namespace
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   tmp_ = path_ + ".tmp." + std::to_string(::getpid());
@@ -25,6 +39,10 @@ AtomicFile::~AtomicFile() {
 
 void AtomicFile::write(const void *data, size_t n) {
   const char *p = static_cast<const char *>(data);
+  if (fault_budget().load() >= 0) {
+    const int64_t left = fault_budget().fetch_sub(int64_t(n));
+    LMKIT_CHECK(left >= int64_t(n), path_, ": write failed (", std::strerror(ENOSPC), ")");
+  }
   while (n > 0) {
     ssize_t w = ::write(fd_, p, n);
     if (w < 0 && errno == EINTR) continue;

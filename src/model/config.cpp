@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <iomanip>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -246,6 +247,87 @@ ModelConfig config_from_hf(const json &j, const std::string &where) {
   c.dtype = td == "float16" ? DType::F16 : td == "bfloat16" ? DType::BF16 : DType::F32;
   c.validate();
   return c;
+}
+
+nlohmann::ordered_json config_to_hf(const ModelConfig &c) {
+  nlohmann::ordered_json j;
+  auto num = [](float f) { return std::strtod(str_cat(std::setprecision(7), f).c_str(), nullptr); };
+  const char *td = c.dtype == DType::F16 ? "float16" : c.dtype == DType::BF16 ? "bfloat16" : "float32";
+  if (c.arch == "gpt2") {
+    LMKIT_CHECK(c.n_head == c.n_head_kv && c.head_dim * c.n_head == c.n_embd,
+                "a gpt2 config needs n_head == n_head_kv and head_dim * n_head == n_embd");
+    j["architectures"] = {"GPT2LMHeadModel"};
+    j["model_type"] = "gpt2";
+    j["vocab_size"] = c.n_vocab;
+    j["n_positions"] = c.n_ctx_train;
+    j["n_embd"] = c.n_embd;
+    j["n_layer"] = c.n_layer;
+    j["n_head"] = c.n_head;
+    j["n_inner"] = c.n_ff;
+    j["activation_function"] = c.mlp == MlpType::GELU ? "gelu" : "gelu_new";
+    j["layer_norm_epsilon"] = num(c.norm_eps);
+    j["tie_word_embeddings"] = c.tied_embeddings;
+  } else {
+    static const std::map<std::string, std::string> arch = {
+        {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}};
+    LMKIT_CHECK(arch.count(c.arch), "cannot write a config.json for arch '", c.arch, "'");
+    LMKIT_CHECK(c.norm == NormType::RMSNorm && c.pos == PosEncoding::RoPE && c.mlp == MlpType::SwiGLU &&
+                    c.rope_style == kernels::RopeStyle::Half && c.rope_dim == c.head_dim,
+                "a ", c.arch, " config.json needs RMSNorm, half-paired full RoPE and SwiGLU");
+    j["architectures"] = {arch.at(c.arch)};
+    j["model_type"] = c.arch;
+    j["vocab_size"] = c.n_vocab;
+    j["hidden_size"] = c.n_embd;
+    j["intermediate_size"] = c.n_ff;
+    j["num_hidden_layers"] = c.n_layer;
+    j["num_attention_heads"] = c.n_head;
+    j["num_key_value_heads"] = c.n_head_kv;
+    j["head_dim"] = c.head_dim;
+    j["max_position_embeddings"] = c.n_ctx_train;
+    j["rms_norm_eps"] = num(c.norm_eps);
+    j["rope_theta"] = num(c.rope_theta);
+    if (c.rope_scaling == RopeScaling::Linear) {
+      j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", num(c.rope_factor)}};
+    } else if (c.rope_scaling == RopeScaling::Llama3) {
+      j["rope_scaling"] = {{"rope_type", "llama3"},
+                           {"factor", num(c.rope_factor)},
+                           {"low_freq_factor", num(c.rope_low_freq_factor)},
+                           {"high_freq_factor", num(c.rope_high_freq_factor)},
+                           {"original_max_position_embeddings", c.rope_orig_ctx}};
+    } else {
+      j["rope_scaling"] = nullptr;
+    }
+    j["hidden_act"] = "silu";
+    j["tie_word_embeddings"] = c.tied_embeddings;
+    if (c.arch == "llama") {
+      LMKIT_CHECK(c.qkv_bias == c.attn_out_bias, "llama's attention_bias covers q, k, v and o together");
+      j["attention_bias"] = c.qkv_bias;
+      j["mlp_bias"] = c.mlp_bias;
+    } else if (c.arch == "qwen2") {
+      LMKIT_CHECK(c.qkv_bias && !c.attn_out_bias && !c.mlp_bias, "qwen2 has q/k/v biases only");
+      bool sw = !c.sliding_window.empty();
+      j["use_sliding_window"] = sw;
+      j["sliding_window"] = sw ? nlohmann::ordered_json(*std::max_element(c.sliding_window.begin(),
+                                                                          c.sliding_window.end()))
+                               : nlohmann::ordered_json(nullptr);
+      int64_t first = c.n_layer;
+      for (int64_t l = 0; l < c.n_layer && sw; ++l)
+        if (c.sliding_window[size_t(l)] > 0) {
+          first = l;
+          break;
+        }
+      j["max_window_layers"] = first;
+    } else {
+      LMKIT_CHECK(!c.qkv_bias && !c.attn_out_bias && !c.mlp_bias, "mistral has no biases");
+      j["sliding_window"] = c.sliding_window.empty()
+                                ? nlohmann::ordered_json(nullptr)
+                                : nlohmann::ordered_json(c.sliding_window[0]);
+    }
+  }
+  if (c.bos_id >= 0) j["bos_token_id"] = c.bos_id;
+  if (c.eos_id >= 0) j["eos_token_id"] = c.eos_id;
+  j["torch_dtype"] = td;
+  return j;
 }
 
 ModelConfig config_from_gguf(const GGUFFile &f) {

@@ -77,6 +77,9 @@ const char *supported_model_types();
 
 // Hugging Face config.json (parsed). `where` names the file in errors.
 ModelConfig config_from_hf(const nlohmann::json &j, const std::string &where);
+// The Hugging Face config.json for a config (what transformers' config classes write for the
+// model_type), so checkpoints lmkit writes load in lmkit and in PyTorch/HF.
+nlohmann::ordered_json config_to_hf(const ModelConfig &c);
 // GGUF metadata (general.architecture = llama | qwen2 | gpt2).
 ModelConfig config_from_gguf(const GGUFFile &f);
 // llama2.c header: llama architecture, interleaved RoPE with theta 10000.

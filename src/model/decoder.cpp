@@ -1,5 +1,6 @@
-// The generic decoder forward pass: embeddings, blocks of (norm, attention, norm, MLP) with
-// residual adds, final norm and classifier; every value passes a named hook point.
+// The generic decoder: embeddings, blocks of (norm, attention, norm, MLP) with residual adds, the
+// final norm; every value passes a named hook point. Written in autograd ops: without recording
+// the residual stream is updated in place and each block's temporaries are released as it ends.
 #include "model/decoder.h"
 
 #include <cmath>
@@ -10,93 +11,48 @@
 
 namespace lmkit {
 
+// ---- KV cache and RoPE table ------------------------------------------------------------------
+
+KVCache::KVCache(const ModelConfig &c, int64_t n_slots, int64_t n_ctx)
+    : n_slots_(n_slots), n_ctx_(n_ctx), n_head_kv_(c.n_head_kv), head_dim_(c.head_dim) {
+  LMKIT_CHECK(n_slots >= 1 && n_ctx >= 1, "a KV cache needs at least one slot and position");
+  k_ = Tensor::zeros(DType::F32, {c.n_layer * n_slots, c.n_head_kv, n_ctx, c.head_dim});
+  v_ = Tensor::zeros(DType::F32, {c.n_layer * n_slots, c.n_head_kv, n_ctx, c.head_dim});
+}
+
+RopeTable::RopeTable(const Model &m, int64_t n_pos) {
+  const ModelConfig &c = m.config();
+  if (c.pos != PosEncoding::RoPE) return;
+  n_pos_ = n_pos;
+  half_ = c.rope_dim / 2;
+  cos_ = Tensor::zeros(DType::F32, {n_pos, half_});
+  sin_ = Tensor::zeros(DType::F32, {n_pos, half_});
+  const std::vector<double> &f = m.rope_inv_freq();
+  for (int64_t p = 0; p < n_pos; ++p)
+    for (int64_t i = 0; i < half_; ++i) {
+      const double a = double(p) * f[size_t(i)];
+      cos_.f32()[p * half_ + i] = float(std::cos(a));
+      sin_.f32()[p * half_ + i] = float(std::sin(a));
+    }
+}
+
 namespace {
-
-using kernels::KernelTable;
-
-// Elementwise work below this many elements runs on the calling thread: waking the pool costs
-// more than it saves (decode of one token is the common case).
-constexpr int64_t kParallelMin = 1 << 15;
-
-template <typename F>
-void for_rows(ThreadPool &pool, int64_t rows, int64_t cols, F &&f) {
-  if (rows < 2 || rows * cols < kParallelMin) {
-    f(int64_t(0), rows);
-    return;
-  }
-  pool.parallel_for(rows, [&](int64_t b, int64_t e, int) { f(b, e); });
+int64_t checked_ctx(const Model &m, int64_t n_ctx, int64_t n_batch) {
+  const int64_t max_ctx = m.config().n_ctx_train * 64;
+  LMKIT_CHECK(n_ctx >= 1 && n_ctx <= max_ctx, "context size ", n_ctx, " is out of range (1 to ",
+              max_ctx, ")");
+  LMKIT_CHECK(n_batch >= 1, "batch size must be at least 1, got ", n_batch);
+  return n_ctx;
 }
-
-// y(M, N) (row stride ldy) = x(M, K) (row stride ldx) · W^T + b, split over output features.
-void linear_fwd(const KernelTable &k, ThreadPool &pool, float *y, int64_t ldy, const float *x,
-                int64_t ldx, int64_t M, const Linear &l) {
-  kernels::matmul_fn mm = k.matmul_for(l.w.dtype());
-  const int64_t N = l.n_out(), K = l.n_in();
-  const size_t row_bytes = dtype_row_bytes(l.w.dtype(), K);
-  const char *w = static_cast<const char *>(l.w.data());
-  const float *b = l.has_bias() ? l.b.f32() : nullptr;
-  pool.parallel_for(
-      N,
-      [&](int64_t n0, int64_t n1, int) {
-        mm(y + n0, ldy, x, ldx, w + size_t(n0) * row_bytes, b ? b + n0 : nullptr, M, n1 - n0, K);
-      },
-      16);
-}
-
-void norm_fwd(const KernelTable &k, ThreadPool &pool, const ModelConfig &c, float *y,
-              const float *x, int64_t rows, const Tensor &w, const Tensor &b) {
-  const int64_t d = c.n_embd;
-  for_rows(pool, rows, d, [&](int64_t r0, int64_t r1) {
-    if (c.norm == NormType::RMSNorm)
-      k.rmsnorm_fwd(y + r0 * d, nullptr, x + r0 * d, w.f32(), r1 - r0, d, c.norm_eps);
-    else
-      k.layernorm_fwd(y + r0 * d, nullptr, nullptr, x + r0 * d, w.f32(),
-                      b.data() ? b.f32() : nullptr, r1 - r0, d, c.norm_eps);
-  });
-}
-
-// A hook view of rows [0, n) of a (rows, ld) f32 buffer, columns [col, col + heads*dh) split
-// into (n, heads, dh).
-Tensor head_view(float *buf, int64_t ld, int64_t col, int64_t n, int64_t heads, int64_t dh) {
-  return Tensor::view_strided(buf + col, DType::F32, {n, heads, dh},
-                              {size_t(ld) * 4, size_t(dh) * 4, 4, 0});
-}
-
 }  // namespace
 
-State::State(const Model &m, int64_t n_ctx, int64_t n_batch, int n_threads)
-    : n_ctx_(n_ctx), n_batch_(n_batch) {
-  const ModelConfig &c = m.config();
-  LMKIT_CHECK(n_ctx >= 1 && n_ctx <= c.n_ctx_train * 64, "context size ", n_ctx,
-              " is out of range (1 to ", c.n_ctx_train * 64, ")");
-  LMKIT_CHECK(n_batch >= 1, "batch size must be at least 1, got ", n_batch);
-  LMKIT_CHECK(n_threads >= 1, "thread count must be at least 1");
-  n_batch_ = std::min(n_batch, n_ctx);
-  k_ = Tensor::zeros(DType::F32, {c.n_layer, c.n_head_kv, n_ctx, c.head_dim});
-  v_ = Tensor::zeros(DType::F32, {c.n_layer, c.n_head_kv, n_ctx, c.head_dim});
-  if (c.pos == PosEncoding::RoPE) {
-    const int64_t half = c.rope_dim / 2;
-    rope_cos_ = Tensor::zeros(DType::F32, {n_ctx, half});
-    rope_sin_ = Tensor::zeros(DType::F32, {n_ctx, half});
-    const std::vector<double> &f = m.rope_inv_freq();
-    for (int64_t p = 0; p < n_ctx; ++p)
-      for (int64_t i = 0; i < half; ++i) {
-        double a = double(p) * f[size_t(i)];
-        rope_cos_.f32()[p * half + i] = float(std::cos(a));
-        rope_sin_.f32()[p * half + i] = float(std::sin(a));
-      }
-  }
-  const int64_t B = n_batch_;
-  x_ = Tensor::zeros(DType::F32, {B, c.n_embd});
-  h_ = Tensor::zeros(DType::F32, {B, c.n_embd});
-  qkv_ = Tensor::zeros(DType::F32, {B, c.q_dim() + 2 * c.kv_dim()});
-  z_ = Tensor::zeros(DType::F32, {B, c.q_dim()});
-  out_ = Tensor::zeros(DType::F32, {B, c.n_embd});
-  gate_ = Tensor::zeros(DType::F32, {B, c.n_ff});
-  up_ = Tensor::zeros(DType::F32, {B, c.n_ff});
-  scratch_ = Tensor::zeros(DType::F32, {n_threads, n_ctx});
-  pos_.resize(size_t(B));
-}
+State::State(const Model &m, int64_t n_ctx, int64_t n_batch)
+    : n_batch_(std::min(n_batch, checked_ctx(m, n_ctx, n_batch))),
+      cache_(m.config(), 1, n_ctx),
+      rope_(m, n_ctx),
+      pos_(size_t(n_batch_)) {}
+
+// ---- model -----------------------------------------------------------------------------------
 
 Model::Model(ModelConfig c, Weights w) : cfg_(std::move(c)), w_(std::move(w)) {
   cfg_.validate();
@@ -127,176 +83,242 @@ Model::Model(ModelConfig c, Weights w) : cfg_(std::move(c)), w_(std::move(w)) {
   }
 }
 
+void Model::validate(const Batch &b, const RopeTable &rope, const KVCache *cache) const {
+  const int64_t n = int64_t(b.tokens.size());
+  LMKIT_CHECK(n > 0, "forward: no tokens");
+  LMKIT_CHECK(int64_t(b.pos.size()) == n, "forward: ", b.pos.size(), " positions for ", n,
+              " tokens");
+  for (int32_t t : b.tokens)
+    LMKIT_CHECK(t >= 0 && t < cfg_.n_vocab, "token id ", t, " is outside the vocabulary [0, ",
+                cfg_.n_vocab, ")");
+  int64_t row = 0;
+  for (const SeqRows &s : b.seqs) {
+    LMKIT_CHECK(s.begin == row && s.end > s.begin && s.end <= n,
+                "forward: sequences must cover the batch rows in order");
+    for (int64_t r = s.begin; r < s.end; ++r) {
+      const int64_t p = b.pos[size_t(r)];
+      if (s.slot < 0)
+        LMKIT_CHECK(p == r - s.begin, "forward: a sequence without a cache slot must hold "
+                                      "positions 0, 1, 2, ... (row ", r, " has position ", p, ")");
+      else if (r > s.begin)
+        LMKIT_CHECK(p == b.pos[size_t(r - 1)] + 1, "forward: positions of a sequence must be "
+                                                   "consecutive (row ", r, ")");
+      LMKIT_CHECK(p >= 0, "forward: negative position ", p);
+      if (cfg_.pos == PosEncoding::RoPE)
+        LMKIT_CHECK(p < rope.n_pos(), "forward: position ", p, " exceeds the context size ",
+                    rope.n_pos());
+      else
+        LMKIT_CHECK(p < cfg_.n_ctx_train, "forward: position ", p, " is past the model's ",
+                    cfg_.n_ctx_train, " learned positions");
+    }
+    if (s.slot >= 0) {
+      LMKIT_CHECK(cache && s.slot < cache->n_slots(), "forward: KV slot ", s.slot,
+                  " does not exist");
+      LMKIT_CHECK(b.pos[size_t(s.end - 1)] < cache->n_ctx(), "forward: positions up to ",
+                  b.pos[size_t(s.end - 1)], " exceed the context size ", cache->n_ctx());
+    }
+    row = s.end;
+  }
+  LMKIT_CHECK(row == n, "forward: sequences cover ", row, " of ", n, " rows");
+}
+
+namespace {
+
+ag::Var norm(ag::Context &ctx, const ModelConfig &c, ag::Var x, const Tensor &w, const Tensor &b) {
+  return c.norm == NormType::RMSNorm ? ag::rmsnorm(ctx, x, w, c.norm_eps)
+                                     : ag::layernorm(ctx, x, w, b, c.norm_eps);
+}
+
+// A hook view of columns [col, col + heads*dh) of v, split into (rows, heads, dh).
+Tensor head_view(const ag::Var &v, int64_t col, int64_t heads, int64_t dh) {
+  return Tensor::view_strided(v.data + col, DType::F32, {v.rows, heads, dh},
+                              {size_t(v.ld) * 4, size_t(dh) * 4, 4, 0});
+}
+
+}  // namespace
+
+ag::Var Model::hidden(ag::Context &ctx, const Batch &b, const RopeTable &rope, KVCache *cache,
+                      const Hooks *hooks) const {
+  validate(b, rope, cache);
+  if (hooks && hooks->empty()) hooks = nullptr;
+  const ModelConfig &c = cfg_;
+  const int64_t n = int64_t(b.tokens.size());
+  const int64_t hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
+  const int64_t q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  const int32_t *pos = b.pos.data();
+  auto hook = [&](HookPoint p, int64_t layer, Tensor value) {
+    if (hooks && hooks->wants(p, layer)) hooks->fire(HookEvent{p, layer, std::move(value), pos, n});
+  };
+
+  ag::Var x = ag::embedding(ctx, w_.tok_embd, b.tokens.data(), n);
+  if (c.pos == PosEncoding::Learned) ag::add_rows_(ctx, x, w_.pos_embd, pos);
+  // cos/sin of each row's position.
+  float *cs = nullptr, *sn = nullptr;
+  if (c.pos == PosEncoding::RoPE) {
+    const int64_t half = rope.half();
+    cs = ctx.scratch(n * half);
+    sn = ctx.scratch(n * half);
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(cs + i * half, rope.cos(pos[i]), size_t(half) * 4);
+      std::memcpy(sn + i * half, rope.sin(pos[i]), size_t(half) * 4);
+    }
+  }
+  const size_t ns = b.seqs.size();
+  auto *seqs = static_cast<ag::AttnSeq *>(ctx.arena().alloc(sizeof(ag::AttnSeq) * ns));
+  ag::AttnShape shape;
+  shape.n_head = nh;
+  shape.n_head_kv = nkv;
+  shape.head_dim = hd;
+  shape.scale = float(1.0 / std::sqrt(double(hd)));
+
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const LayerWeights &L = w_.layers[size_t(l)];
+    const Arena::Mark mark = ctx.scope_begin();
+    hook(HookPoint::ResidPre, l, x.tensor());
+
+    // --- attention ---
+    ag::Var h = norm(ctx, c, x, L.attn_norm, L.attn_norm_b);
+    hook(HookPoint::Ln1, l, h.tensor());
+    ag::Var qkv = ctx.new_var(n, q_dim + 2 * kv_dim);
+    if (L.fused_qkv()) {
+      ag::linear_into(ctx, qkv, h, L.wqkv);
+    } else {
+      ag::linear_into(ctx, qkv.cols_slice(0, q_dim), h, L.wq);
+      ag::linear_into(ctx, qkv.cols_slice(q_dim, kv_dim), h, L.wk);
+      ag::linear_into(ctx, qkv.cols_slice(q_dim + kv_dim, kv_dim), h, L.wv);
+    }
+    hook(HookPoint::AttnQ, l, head_view(qkv, 0, nh, hd));
+    hook(HookPoint::AttnK, l, head_view(qkv, q_dim, nkv, hd));
+    hook(HookPoint::AttnV, l, head_view(qkv, q_dim + kv_dim, nkv, hd));
+    if (c.pos == PosEncoding::RoPE) {
+      ag::rope_(ctx, qkv.cols_slice(0, q_dim), cs, sn, nh, hd, c.rope_dim, c.rope_style);
+      ag::rope_(ctx, qkv.cols_slice(q_dim, kv_dim), cs, sn, nkv, hd, c.rope_dim, c.rope_style);
+      hook(HookPoint::AttnRotQ, l, head_view(qkv, 0, nh, hd));
+      hook(HookPoint::AttnRotK, l, head_view(qkv, q_dim, nkv, hd));
+    }
+    // Where each sequence's keys live: its cache slot (this batch's K/V appended first) or the
+    // batch's own rows.
+    for (size_t s = 0; s < ns; ++s) {
+      const SeqRows &r = b.seqs[s];
+      ag::AttnSeq &a = seqs[s];
+      a.row_begin = r.begin;
+      a.row_end = r.end;
+      if (r.slot >= 0) {
+        float *kc = cache->k(l, r.slot), *vc = cache->v(l, r.slot);
+        const int64_t ldh = cache->ld_head();
+        for (int64_t i = r.begin; i < r.end; ++i)
+          for (int64_t g = 0; g < nkv; ++g) {
+            std::memcpy(kc + g * ldh + pos[i] * hd, qkv.row(i) + q_dim + g * hd, size_t(hd) * 4);
+            std::memcpy(vc + g * ldh + pos[i] * hd, qkv.row(i) + q_dim + kv_dim + g * hd,
+                        size_t(hd) * 4);
+          }
+        a.k = kc;
+        a.v = vc;
+        a.ld_head = ldh;
+        a.ld_row = hd;
+        a.n_kv = pos[r.end - 1] + 1;
+        a.in_batch = false;
+      } else {
+        a.k = qkv.row(r.begin) + q_dim;
+        a.v = qkv.row(r.begin) + q_dim + kv_dim;
+        a.ld_head = hd;
+        a.ld_row = qkv.ld;
+        a.n_kv = r.end - r.begin;
+        a.in_batch = true;
+      }
+    }
+    shape.window = c.window(l);
+    const bool want_pattern = hooks && hooks->wants(HookPoint::AttnPattern, l);
+    LMKIT_CHECK(!want_pattern || ns == 1, "attention-pattern hooks need one sequence per batch");
+    float *pattern = nullptr;
+    if (want_pattern) {
+      pattern = ctx.scratch(nh * n * seqs[0].n_kv);
+      std::memset(pattern, 0, size_t(nh * n * seqs[0].n_kv) * 4);
+    }
+    ag::Var z = ag::attention(ctx, qkv, std::span<const ag::AttnSeq>(seqs, ns), pos, shape, pattern);
+    if (want_pattern) {
+      const ag::AttnSeq &a = seqs[0];
+      hook(HookPoint::AttnPattern, l, Tensor::view_of(pattern, DType::F32, {nh, n, a.n_kv}));
+      // A listener may have patched the pattern: recompute z = pattern · V from it.
+      const int64_t group = nh / nkv;
+      for (int64_t hq = 0; hq < nh; ++hq)
+        for (int64_t i = 0; i < n; ++i) {
+          float *zi = z.row(i) + hq * hd;
+          std::fill(zi, zi + hd, 0.0f);
+          const float *p = pattern + (hq * n + i) * a.n_kv;
+          const float *vh = a.v + (hq / group) * a.ld_head;
+          for (int64_t j = 0; j < a.n_kv; ++j)
+            if (p[j] != 0.0f)
+              for (int64_t e = 0; e < hd; ++e) zi[e] += p[j] * vh[j * a.ld_row + e];
+        }
+    }
+    hook(HookPoint::AttnZ, l, head_view(z, 0, nh, hd));
+    ag::Var o = ag::linear(ctx, z, L.wo);
+    hook(HookPoint::AttnOut, l, o.tensor());
+    x = ag::residual(ctx, x, o);
+    hook(HookPoint::ResidMid, l, x.tensor());
+
+    // --- MLP ---
+    ag::Var h2 = norm(ctx, c, x, L.ffn_norm, L.ffn_norm_b);
+    hook(HookPoint::Ln2, l, h2.tensor());
+    ag::Var act;
+    if (c.mlp == MlpType::SwiGLU) {
+      ag::Var g = ag::linear(ctx, h2, L.w_gate);
+      ag::Var u = ag::linear(ctx, h2, L.w_up);
+      hook(HookPoint::MlpPre, l, g.tensor());
+      act = ag::swiglu(ctx, g, u);
+    } else {
+      ag::Var u = ag::linear(ctx, h2, L.w_up);
+      hook(HookPoint::MlpPre, l, u.tensor());
+      act = ag::gelu(ctx, u, c.mlp == MlpType::GELUTanh);
+    }
+    hook(HookPoint::MlpPost, l, act.tensor());
+    ag::Var mo = ag::linear(ctx, act, L.w_down);
+    hook(HookPoint::MlpOut, l, mo.tensor());
+    x = ag::residual(ctx, x, mo);
+    hook(HookPoint::ResidPost, l, x.tensor());
+    ctx.scope_end(mark);
+  }
+  ag::Var out = norm(ctx, c, x, w_.output_norm, w_.output_norm_b);
+  hook(HookPoint::LnFinal, -1, out.tensor());
+  return out;
+}
+
+void Model::logits(ag::Context &ctx, ag::Var h, std::span<const int64_t> rows, float *out) const {
+  const int64_t m = int64_t(rows.size()), d = h.cols;
+  ag::Var sel = ctx.new_var(m, d, /*tracked=*/false);
+  for (int64_t i = 0; i < m; ++i) std::memcpy(sel.row(i), h.row(rows[size_t(i)]), size_t(d) * 4);
+  ag::Var y;
+  y.data = out;
+  y.rows = m;
+  y.cols = y.ld = cfg_.n_vocab;
+  ag::Context plain(ctx.pool(), ctx.arena());  // no recording: logits are for sampling
+  ag::linear_into(plain, y, sel, w_.output);
+}
+
 void Model::forward(State &st, std::span<const int32_t> tokens, int64_t pos, float *logits,
                     bool all_logits, ThreadPool &pool, const Hooks *hooks) const {
   const int64_t n = int64_t(tokens.size());
   LMKIT_CHECK(n > 0, "forward: no tokens");
   LMKIT_CHECK(pos >= 0 && pos + n <= st.n_ctx(), "forward: positions [", pos, ", ", pos + n,
               ") exceed the context size ", st.n_ctx());
-  if (cfg_.pos == PosEncoding::Learned)
-    LMKIT_CHECK(pos + n <= cfg_.n_ctx_train, "forward: position ", pos + n - 1,
-                " is past the model's ", cfg_.n_ctx_train, " learned positions");
-  LMKIT_CHECK(pool.size() <= st.scratch_.dim(0), "forward: the state was sized for ",
-              st.scratch_.dim(0), " threads, the pool has ", pool.size());
-  for (int32_t t : tokens)
-    LMKIT_CHECK(t >= 0 && t < cfg_.n_vocab, "token id ", t, " is outside the vocabulary [0, ",
-                cfg_.n_vocab, ")");
-  if (hooks && hooks->empty()) hooks = nullptr;
   for (int64_t i = 0; i < n; i += st.n_batch()) {
-    int64_t m = std::min(st.n_batch(), n - i);
-    bool last = i + m == n;
-    float *lg = all_logits ? logits + i * cfg_.n_vocab : (last ? logits : nullptr);
-    forward_chunk(st, tokens.data() + i, m, pos + i, lg, all_logits, pool, hooks);
+    const int64_t m = std::min(st.n_batch(), n - i);
+    st.arena_.reset();
+    ag::Context ctx(pool, st.arena_);
+    for (int64_t j = 0; j < m; ++j) st.pos_[size_t(j)] = int32_t(pos + i + j);
+    const SeqRows seq{0, m, 0};
+    Batch b{tokens.subspan(size_t(i), size_t(m)), std::span<const int32_t>(st.pos_.data(), size_t(m)),
+            std::span<const SeqRows>(&seq, 1)};
+    ag::Var h = hidden(ctx, b, st.rope_, &st.cache_, hooks);
+    const bool last = i + m == n;
+    if (!all_logits && !last) continue;
+    const int64_t first = all_logits ? 0 : m - 1;
+    auto *rows = static_cast<int64_t *>(st.arena_.alloc(size_t(m) * 8));
+    for (int64_t r = first; r < m; ++r) rows[r - first] = r;
+    float *dst = all_logits ? logits + i * cfg_.n_vocab : logits;
+    this->logits(ctx, h, std::span<const int64_t>(rows, size_t(m - first)), dst);
   }
-}
-
-void Model::forward_chunk(State &st, const int32_t *tokens, int64_t m, int64_t pos, float *logits,
-                          bool all_logits, ThreadPool &pool, const Hooks *hooks) const {
-  const KernelTable &k = kernels::active();
-  const ModelConfig &c = cfg_;
-  const int64_t d = c.n_embd, hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
-  const int64_t q_dim = c.q_dim(), kv_dim = c.kv_dim();
-  const int64_t ld_qkv = q_dim + 2 * kv_dim;
-  float *x = st.x_.f32(), *h = st.h_.f32(), *qkv = st.qkv_.f32(), *z = st.z_.f32();
-  float *out = st.out_.f32(), *gate = st.gate_.f32(), *up = st.up_.f32();
-  int32_t *positions = st.pos_.data();
-  for (int64_t i = 0; i < m; ++i) positions[i] = int32_t(pos + i);
-  const int64_t n_kv = pos + m;  // keys visible to the last query of this chunk
-
-  auto hook = [&](HookPoint p, int64_t layer, Tensor value) {
-    if (hooks && hooks->wants(p, layer))
-      hooks->fire(HookEvent{p, layer, std::move(value), positions, m});
-  };
-  auto rows = [&](float *buf, int64_t cols) { return Tensor::view_of(buf, DType::F32, {m, cols}); };
-  auto residual_add = [&](const float *y) {
-    for_rows(pool, m, d, [&](int64_t r0, int64_t r1) {
-      k.add_fwd(x + r0 * d, x + r0 * d, y + r0 * d, (r1 - r0) * d);
-    });
-  };
-
-  k.embedding_fwd(x, tokens, m, w_.tok_embd.data(), w_.tok_embd.dtype(), d);
-  if (c.pos == PosEncoding::Learned) k.add_fwd(x, x, w_.pos_embd.f32() + pos * d, m * d);
-
-  for (int64_t l = 0; l < c.n_layer; ++l) {
-    const LayerWeights &L = w_.layers[size_t(l)];
-    hook(HookPoint::ResidPre, l, rows(x, d));
-
-    // --- attention ---
-    norm_fwd(k, pool, c, h, x, m, L.attn_norm, L.attn_norm_b);
-    hook(HookPoint::Ln1, l, rows(h, d));
-    if (L.fused_qkv()) {
-      linear_fwd(k, pool, qkv, ld_qkv, h, d, m, L.wqkv);
-    } else {
-      linear_fwd(k, pool, qkv, ld_qkv, h, d, m, L.wq);
-      linear_fwd(k, pool, qkv + q_dim, ld_qkv, h, d, m, L.wk);
-      linear_fwd(k, pool, qkv + q_dim + kv_dim, ld_qkv, h, d, m, L.wv);
-    }
-    hook(HookPoint::AttnQ, l, head_view(qkv, ld_qkv, 0, m, nh, hd));
-    hook(HookPoint::AttnK, l, head_view(qkv, ld_qkv, q_dim, m, nkv, hd));
-    hook(HookPoint::AttnV, l, head_view(qkv, ld_qkv, q_dim + kv_dim, m, nkv, hd));
-    if (c.pos == PosEncoding::RoPE) {
-      const int64_t half = c.rope_dim / 2;
-      const float *cs = st.rope_cos_.f32() + pos * half, *sn = st.rope_sin_.f32() + pos * half;
-      k.rope_fwd(qkv, ld_qkv, cs, sn, m, nh, hd, c.rope_dim, c.rope_style);
-      k.rope_fwd(qkv + q_dim, ld_qkv, cs, sn, m, nkv, hd, c.rope_dim, c.rope_style);
-      hook(HookPoint::AttnRotQ, l, head_view(qkv, ld_qkv, 0, m, nh, hd));
-      hook(HookPoint::AttnRotK, l, head_view(qkv, ld_qkv, q_dim, m, nkv, hd));
-    }
-    // Append this chunk's K/V to the cache (head-major: (n_head_kv, n_ctx, head_dim) per layer).
-    const int64_t ld_head = st.n_ctx() * hd;
-    float *kc = st.k_.f32() + l * nkv * ld_head, *vc = st.v_.f32() + l * nkv * ld_head;
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t g = 0; g < nkv; ++g) {
-        std::memcpy(kc + g * ld_head + (pos + i) * hd, qkv + i * ld_qkv + q_dim + g * hd,
-                    size_t(hd) * 4);
-        std::memcpy(vc + g * ld_head + (pos + i) * hd, qkv + i * ld_qkv + q_dim + kv_dim + g * hd,
-                    size_t(hd) * 4);
-      }
-    kernels::AttentionArgs a;
-    a.out = z;
-    a.ld_out = q_dim;
-    a.q = qkv;
-    a.ld_q = ld_qkv;
-    a.k = kc;
-    a.v = vc;
-    a.ld_kv_head = ld_head;
-    a.q_pos = positions;
-    a.n_q = m;
-    a.n_kv = n_kv;
-    a.n_head = nh;
-    a.n_head_kv = nkv;
-    a.head_dim = hd;
-    a.window = c.window(l);
-    a.scale = float(1.0 / std::sqrt(double(hd)));
-    const bool want_pattern = hooks && hooks->wants(HookPoint::AttnPattern, l);
-    if (want_pattern) {
-      st.pattern_.assign(size_t(nh * m * n_kv), 0.0f);
-      a.pattern = st.pattern_.data();
-    }
-    pool.parallel_for(nh, [&](int64_t h0, int64_t h1, int t) {
-      kernels::AttentionArgs ta = a;
-      ta.head_begin = h0;
-      ta.head_end = h1;
-      ta.scratch = st.scratch_.f32() + t * st.n_ctx();
-      k.attention_fwd(ta);
-    });
-    if (want_pattern) {
-      hook(HookPoint::AttnPattern, l,
-           Tensor::view_of(st.pattern_.data(), DType::F32, {nh, m, n_kv}));
-      // A listener may have patched the pattern: recompute z = pattern · V from it.
-      const int64_t group = nh / nkv;
-      for (int64_t hq = 0; hq < nh; ++hq)
-        for (int64_t i = 0; i < m; ++i) {
-          float *zi = z + i * q_dim + hq * hd;
-          std::fill(zi, zi + hd, 0.0f);
-          const float *p = st.pattern_.data() + (hq * m + i) * n_kv;
-          const float *vh = vc + (hq / group) * ld_head;
-          for (int64_t j = 0; j < n_kv; ++j)
-            if (p[j] != 0.0f)
-              for (int64_t e = 0; e < hd; ++e) zi[e] += p[j] * vh[j * hd + e];
-        }
-    }
-    hook(HookPoint::AttnZ, l, head_view(z, q_dim, 0, m, nh, hd));
-    linear_fwd(k, pool, out, d, z, q_dim, m, L.wo);
-    hook(HookPoint::AttnOut, l, rows(out, d));
-    residual_add(out);
-    hook(HookPoint::ResidMid, l, rows(x, d));
-
-    // --- MLP ---
-    norm_fwd(k, pool, c, h, x, m, L.ffn_norm, L.ffn_norm_b);
-    hook(HookPoint::Ln2, l, rows(h, d));
-    const int64_t ff = c.n_ff;
-    if (c.mlp == MlpType::SwiGLU) {
-      linear_fwd(k, pool, gate, ff, h, d, m, L.w_gate);
-      linear_fwd(k, pool, up, ff, h, d, m, L.w_up);
-      hook(HookPoint::MlpPre, l, rows(gate, ff));
-      for_rows(pool, m, ff, [&](int64_t r0, int64_t r1) {
-        k.swiglu_fwd(up + r0 * ff, gate + r0 * ff, up + r0 * ff, (r1 - r0) * ff);
-      });
-    } else {
-      linear_fwd(k, pool, up, ff, h, d, m, L.w_up);
-      hook(HookPoint::MlpPre, l, rows(up, ff));
-      auto act = c.mlp == MlpType::GELU ? k.gelu_fwd : k.gelu_tanh_fwd;
-      for_rows(pool, m, ff,
-               [&](int64_t r0, int64_t r1) { act(up + r0 * ff, up + r0 * ff, (r1 - r0) * ff); });
-    }
-    hook(HookPoint::MlpPost, l, rows(up, ff));
-    linear_fwd(k, pool, out, d, up, ff, m, L.w_down);
-    hook(HookPoint::MlpOut, l, rows(out, d));
-    residual_add(out);
-    hook(HookPoint::ResidPost, l, rows(x, d));
-  }
-
-  // Final norm and classifier: every row when asked (or hooked), else only the last.
-  const bool final_all = all_logits || (hooks && hooks->wants(HookPoint::LnFinal, -1));
-  const int64_t r0 = final_all ? 0 : m - 1;
-  norm_fwd(k, pool, c, h + r0 * d, x + r0 * d, m - r0, w_.output_norm, w_.output_norm_b);
-  hook(HookPoint::LnFinal, -1, rows(h, d));
-  if (!logits) return;
-  if (all_logits)
-    linear_fwd(k, pool, logits, c.n_vocab, h, d, m, w_.output);
-  else
-    linear_fwd(k, pool, logits, c.n_vocab, h + (m - 1) * d, d, 1, w_.output);
 }
 
 }  // namespace lmkit

@@ -1,6 +1,8 @@
-// Model and State: one generic decoder-only transformer driven by ModelConfig (llama, mistral,
-// qwen2, gpt2 are flags, not classes), and the per-sequence state it runs on (KV cache and
-// activation buffers, sized once). Not sampling or generation loops: those live in runtime/.
+// Model: one generic decoder-only transformer driven by ModelConfig (llama, mistral, qwen2, gpt2
+// are flags, not classes), written in autograd ops so the same code runs inference (single or
+// batched sequences over a KV cache) and training (recorded for backward). State: what one
+// sequence needs to run (cache, rope table, activation arena). Not sampling or generation loops
+// (runtime/), and not optimisation (train/).
 #pragma once
 
 #include <cstdint>
@@ -8,43 +10,49 @@
 #include <span>
 #include <vector>
 
+#include "autograd/ops.h"
+#include "core/arena.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "model/config.h"
 #include "model/hooks.h"
+#include "model/kv_cache.h"
 #include "model/weights.h"
 
 namespace lmkit {
 
+// Rows [begin, end) of a batch that belong to one sequence. slot >= 0: the sequence's keys and
+// values live in that KV-cache slot (the rows' own K/V are appended there first). slot == -1:
+// the rows are the whole sequence from position 0 and attend among themselves (training).
+struct SeqRows {
+  int64_t begin = 0, end = 0;
+  int32_t slot = -1;
+};
+
+struct Batch {
+  std::span<const int32_t> tokens;  // (n)
+  std::span<const int32_t> pos;     // (n) absolute position of each row
+  std::span<const SeqRows> seqs;    // covering rows [0, n) in order
+};
+
 class Model;
 
-// Everything one sequence needs to run: KV cache for n_ctx positions, and activation buffers
-// for up to n_batch tokens per forward call (longer inputs are processed in chunks).
-// Allocated once; forward() allocates nothing unless hooks listen.
+// One sequence's inference state: KV cache (one slot), RoPE table and activation arena, sized
+// once. forward() allocates nothing after its first call unless a hook listens.
 class State {
  public:
-  State(const Model &m, int64_t n_ctx, int64_t n_batch = 256, int n_threads = 1);
-
-  int64_t n_ctx() const { return n_ctx_; }
+  State(const Model &m, int64_t n_ctx, int64_t n_batch = 256);
+  int64_t n_ctx() const { return cache_.n_ctx(); }
   int64_t n_batch() const { return n_batch_; }
-  size_t kv_bytes() const { return k_.nbytes() + v_.nbytes(); }
+  size_t kv_bytes() const { return cache_.bytes(); }
 
  private:
   friend class Model;
-  int64_t n_ctx_, n_batch_;
-  Tensor k_, v_;                // (n_layer, n_head_kv, n_ctx, head_dim)
-  Tensor rope_cos_, rope_sin_;  // (n_ctx, rope_dim/2)
-  // Activations for one chunk of up to n_batch tokens.
-  Tensor x_;                    // (n_batch, n_embd)   residual stream
-  Tensor h_;                    // (n_batch, n_embd)   normalised input of a sub-block
-  Tensor qkv_;                  // (n_batch, q_dim + 2*kv_dim)
-  Tensor z_;                    // (n_batch, q_dim)    attention output per head, before W_O
-  Tensor out_;                  // (n_batch, n_embd)   sub-block output before the residual add
-  Tensor gate_;                 // (n_batch, n_ff)
-  Tensor up_;                   // (n_batch, n_ff)
-  Tensor scratch_;              // (n_threads, n_ctx)  attention scores, one row per thread
-  std::vector<int32_t> pos_;    // (n_batch) positions of the current chunk
-  std::vector<float> pattern_;  // (n_head, n_batch, n_ctx), only when a pattern hook listens
+  int64_t n_batch_;
+  KVCache cache_;
+  RopeTable rope_;
+  Arena arena_;
+  std::vector<int32_t> pos_;
 };
 
 class Model {
@@ -56,16 +64,25 @@ class Model {
   // RoPE inverse frequencies after scaling (rope_dim/2), in double precision.
   const std::vector<double> &rope_inv_freq() const { return inv_freq_; }
 
-  // Runs tokens at positions [pos, pos + n) of one sequence, writing their K/V into st's cache.
-  // logits: (n_vocab) for the last token, or (n, n_vocab) for every token when all_logits.
+  // Runs the blocks and the final norm over a batch of rows; returns the normalised hidden states
+  // (n, n_embd) — the input of the classifier. `cache` is needed when any sequence has a slot;
+  // `rope` must cover every position in the batch. Records for backward when ctx records.
+  ag::Var hidden(ag::Context &ctx, const Batch &b, const RopeTable &rope, KVCache *cache,
+                 const Hooks *hooks = nullptr) const;
+  // logits (rows.size(), n_vocab) of the selected rows of h, in one matmul.
+  void logits(ag::Context &ctx, ag::Var h, std::span<const int64_t> rows, float *out) const;
+  const Linear &classifier() const { return w_.output; }
+
+  // Single-sequence inference: tokens at positions [pos, pos + n), their K/V appended to st's
+  // cache. logits: (n_vocab) for the last token, or (n, n_vocab) for every token when all_logits.
   // Throws lmkit::Error for an id outside the vocabulary or a position past the context.
   void forward(State &st, std::span<const int32_t> tokens, int64_t pos, float *logits,
                bool all_logits, ThreadPool &pool, const Hooks *hooks = nullptr) const;
 
- private:
-  void forward_chunk(State &st, const int32_t *tokens, int64_t n, int64_t pos, float *logits,
-                     bool all_logits, ThreadPool &pool, const Hooks *hooks) const;
+  // Checks a batch against the model and cache (ids, positions, row coverage); throws.
+  void validate(const Batch &b, const RopeTable &rope, const KVCache *cache) const;
 
+ private:
   ModelConfig cfg_;
   Weights w_;
   std::vector<double> inv_freq_;

@@ -2,12 +2,16 @@
 #include "model/weights.h"
 
 #include <cstring>
+#include <map>
 #include <set>
+
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
+#include "io/atomic_file.h"
 #include "model/tensor_names.h"
 
 namespace lmkit {
@@ -107,7 +111,7 @@ struct Loader {
   Weights &w;
 
   Tensor fetch(const std::string &name, const Shape &shape, bool required) {
-    std::optional<Tensor> t = src.get(name);
+    std::optional<Tensor> t = src.get(name, shape);
     if (!t) {
       LMKIT_CHECK(!required, src.describe(name), " is missing");
       return {};
@@ -170,7 +174,7 @@ Weights weights_load(const ModelConfig &c, const TensorSource &src) {
     const std::string p = "blk." + std::to_string(l) + ".";
     L.attn_norm = ld.vector(p + "attn_norm.weight", d);
     if (ln) L.attn_norm_b = ld.vector(p + "attn_norm.bias", d, c.norm_bias);
-    if (src.get(p + "attn_qkv.weight")) {
+    if (src.has(p + "attn_qkv.weight")) {
       L.wqkv = ld.linear(p + "attn_qkv", c.q_dim() + 2 * c.kv_dim(), d, c.qkv_bias);
     } else {
       L.wq = ld.linear(p + "attn_q", c.q_dim(), d, c.qkv_bias);
@@ -191,9 +195,57 @@ Weights weights_load(const ModelConfig &c, const TensorSource &src) {
   } else {
     w.output.w = ld.matrix("output.weight", c.n_vocab, d);
   }
-  if (c.pos == PosEncoding::RoPE && src.get("rope_freqs.weight"))
+  if (c.pos == PosEncoding::RoPE && src.has("rope_freqs.weight"))
     w.rope_freqs = ld.vector("rope_freqs.weight", c.rope_dim / 2);
   return w;
+}
+
+void weights_save_hf(const ModelConfig &c, const Weights &w, const std::string &dir) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto &[name, t] : w.table) {
+    auto hf = hf_tensor_name(c.arch, name);
+    LMKIT_CHECK(hf.has_value(), "no Hugging Face name for tensor '", name, "' of arch ", c.arch);
+    out.emplace_back(hf->name, hf->conv1d ? transpose2d(t) : t.contiguous());
+  }
+  write_file_atomic(dir + "/config.json", config_to_hf(c).dump(2) + "\n");
+  safetensors_write(dir + "/model.safetensors", out);
+}
+
+Weights weights_to_f32(const Weights &w) {
+  // Copy each distinct tensor once, then point every field at its copy (tied tensors stay tied).
+  std::map<const void *, Tensor> copies;
+  auto conv = [&](const Tensor &t) -> Tensor {
+    if (!t.data()) return t;
+    auto it = copies.find(t.data());
+    if (it != copies.end() && it->second.shape() == t.shape()) return it->second;
+    Tensor f = t.to(DType::F32);
+    copies[t.data()] = f;
+    return f;
+  };
+  Weights r;
+  r.tok_embd = conv(w.tok_embd);
+  r.pos_embd = conv(w.pos_embd);
+  r.output_norm = conv(w.output_norm);
+  r.output_norm_b = conv(w.output_norm_b);
+  r.output.w = conv(w.output.w);
+  r.output.b = conv(w.output.b);
+  r.rope_freqs = conv(w.rope_freqs);
+  for (const LayerWeights &L : w.layers) {
+    LayerWeights n;
+    n.attn_norm = conv(L.attn_norm);
+    n.attn_norm_b = conv(L.attn_norm_b);
+    for (auto [dst, src] : {std::pair{&n.wq, &L.wq}, {&n.wk, &L.wk}, {&n.wv, &L.wv},
+                            {&n.wqkv, &L.wqkv}, {&n.wo, &L.wo}, {&n.w_gate, &L.w_gate},
+                            {&n.w_up, &L.w_up}, {&n.w_down, &L.w_down}}) {
+      dst->w = conv(src->w);
+      dst->b = conv(src->b);
+    }
+    n.ffn_norm = conv(L.ffn_norm);
+    n.ffn_norm_b = conv(L.ffn_norm_b);
+    r.layers.push_back(n);
+  }
+  for (const auto &[name, t] : w.table) r.table.emplace_back(name, conv(t));
+  return r;
 }
 
 }  // namespace lmkit

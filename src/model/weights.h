@@ -10,19 +10,11 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/ops.h"
 #include "core/tensor.h"
 #include "model/config.h"
 
 namespace lmkit {
-
-// y = x W^T + b.
-struct Linear {
-  Tensor w;  // (out, in), f32/f16/bf16, rows contiguous
-  Tensor b;  // (out) f32, or undefined when there is no bias
-  int64_t n_out() const { return w.dim(0); }
-  int64_t n_in() const { return w.dim(1); }
-  bool has_bias() const { return b.data() != nullptr; }
-};
 
 struct LayerWeights {
   Tensor attn_norm, attn_norm_b;  // (n_embd) f32; _b only for LayerNorm
@@ -54,6 +46,13 @@ class TensorSource {
  public:
   virtual ~TensorSource() = default;
   virtual std::optional<Tensor> get(const std::string &canonical) const = 0;
+  // The tensor the loader expects to have `shape` (sources that make tensors use it; files
+  // return what they hold and the loader checks the shape).
+  virtual std::optional<Tensor> get(const std::string &canonical, const Shape &shape) const {
+    (void)shape;
+    return get(canonical);
+  }
+  virtual bool has(const std::string &canonical) const { return get(canonical).has_value(); }
   // How the tensor is named in the file, for messages: "model.safetensors: 'lm_head.weight'".
   virtual std::string describe(const std::string &canonical) const = 0;
   // The file's free-form metadata (safetensors __metadata__), empty when the format has none.
@@ -67,5 +66,12 @@ std::unique_ptr<TensorSource> tensor_source_llama2c(std::shared_ptr<const struct
 // Loads and checks every tensor the config needs; throws naming the tensor and the problem
 // (missing, wrong shape, unsupported dtype).
 Weights weights_load(const ModelConfig &c, const TensorSource &src);
+
+// Writes DIR/config.json and DIR/model.safetensors in Hugging Face layout (HF tensor names,
+// GPT-2's Conv1D matrices transposed back), atomically file by file. DIR must exist.
+void weights_save_hf(const ModelConfig &c, const Weights &w, const std::string &dir);
+
+// The same weights as contiguous, owned f32 tensors (fp32 master weights for training).
+Weights weights_to_f32(const Weights &w);
 
 }  // namespace lmkit

@@ -15,7 +15,7 @@ Session::Session(std::shared_ptr<const Model> model, std::shared_ptr<ThreadPool>
                  int64_t n_ctx, int64_t n_batch)
     : model_(std::move(model)),
       pool_(std::move(pool)),
-      state_(*model_, pick_ctx(*model_, n_ctx), n_batch, pool_->size()),
+      state_(*model_, pick_ctx(*model_, n_ctx), n_batch),
       logits_(size_t(model_->config().n_vocab)) {}
 
 const float *Session::eval(std::span<const int32_t> tokens) {
