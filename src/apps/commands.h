@@ -21,6 +21,10 @@ void add_chat(CLI::App &app, Action &run);
 void add_tokenize(CLI::App &app, Action &run);
 void add_inspect(CLI::App &app, Action &run);
 void add_demo(CLI::App &app, Action &run);
+void add_tokenizer(CLI::App &app, Action &run);  // tokenizer train
+void add_data(CLI::App &app, Action &run);       // data prepare, data stories
+void add_train(CLI::App &app, Action &run);
+void add_eval(CLI::App &app, Action &run);       // eval ppl
 
 // Flags shared by the verbs that load a model.
 struct ModelFlags {

@@ -20,6 +20,10 @@ int main(int argc, char **argv) {
   add_chat(app, run);
   add_tokenize(app, run);
   add_inspect(app, run);
+  add_tokenizer(app, run);
+  add_data(app, run);
+  add_train(app, run);
+  add_eval(app, run);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const CLI::App *sub : app.get_subcommands({})) known |= sub->get_name() == argv[1];

@@ -1,54 +1,26 @@
 // End-to-end tests of the lmkit command line: help on every verb, the golden generation through
 // the CLI, JSON outputs, and bad input (one line on stderr, exit code 1, never a crash).
-#include <sys/wait.h>
-
 #include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
-#include "test_util.h"
+#include "apps/cli_util.h"
 
 namespace lmkit {
 namespace {
 
 using json = nlohmann::json;
 
-struct CliRun {
-  int code;
-  std::string out, err;
-};
-
-std::string slurp(const std::string &p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-// Runs `lmkit ARGS` (a shell-quoted string) with optional stdin text.
-CliRun lmkit(const std::string &args, const std::string &stdin_text = "") {
-  test::TempDir dir("cli");
-  std::string in = dir / "in", out = dir / "out", err = dir / "err";
-  std::ofstream(in) << stdin_text;
-  std::string cmd =
-      std::string(LMKIT_BUILD_DIR) + "/lmkit " + args + " <" + in + " >" + out + " 2>" + err;
-  int st = std::system(cmd.c_str());
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), slurp(out), slurp(err)};
-}
+using test::CliRun;
+using test::expect_clean_error;
+using test::lmkit;
+using test::slurp;
 
 std::string ref(const std::string &name) {
   return std::string(LMKIT_BUILD_DIR) + "/reference/" + name;
 }
-std::string stories() {
-  return test::shared_dir() + "/models/stories260K";
-}
-
-// An error is exactly one line on stderr, exit code 1.
-void expect_clean_error(const CliRun &r, const std::string &needle) {
-  EXPECT_EQ(r.code, 1) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_EQ(r.err.rfind("lmkit: error: ", 0), 0u) << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
-}
+std::string stories() { return test::shared_dir() + "/models/stories260K"; }
 
 TEST(Cli, HelpOnEveryVerb) {
   CliRun top = lmkit("--help");

@@ -9,6 +9,8 @@ Weights are first mapped from a file layout (HF or GGUF names) into canonical na
     l{i}.mlp_norm.w/.b (C)      l{i}.w_gate (F, C) [SwiGLU]  l{i}.w_up (F, C)  l{i}.w_down (C, F)  l{i}.b_up/.b_down
     final_norm.w/.b (C)         lm_head (V, C)
 All matrices are nn.Linear layout (out, in): y = x @ W.T + b.
+
+Autograd runs through it: train_ref.py passes HF-named leaves that require grad (see _f64) and backpropagates.
 """
 
 import math
@@ -66,7 +68,7 @@ def apply_rope(x, inv_freq, pairs):
     """x: (H, T, D) at positions 0..T-1."""
     T, D = x.shape[1], x.shape[2]
     ang = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]   # (T, D/2)
-    cos, sin = torch.cos(ang), torch.sin(ang)
+    cos, sin = torch.cos(ang).to(x.dtype), torch.sin(ang).to(x.dtype)   # no-op for float64 x
     if pairs == "half":      # HF: x * cos(cat(ang, ang)) + rotate_half(x) * sin(cat(ang, ang))
         x1, x2 = x[..., :D // 2], x[..., D // 2:]
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
@@ -170,6 +172,11 @@ def greedy(spec, W, ids, n_new):
 # ---- file layouts -> canonical names -----------------------------------------------------------------------
 
 def _f64(t):
+    # A leaf that requires grad (train_ref.py: float64, and float32 for its yardstick run) is kept as is, so the
+    # mapping below (transpose, slice, tie) stays on the autograd graph and gradients land on the HF-named
+    # tensor. Anything else (all of make_models.py's use) is detached and upcast.
+    if t.requires_grad:
+        return t
     return t.detach().to(torch.float64)
 
 

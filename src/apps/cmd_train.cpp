@@ -1,0 +1,199 @@
+// lmkit train: train a model on prepared token shards (from scratch, or fine-tuning a model),
+// with presets, a JSON config, a flag for every setting, and exact --resume.
+#include <algorithm>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/commands.h"
+#include "core/error.h"
+#include "core/mmap.h"
+#include "train/trainer.h"
+
+namespace lmkit::app {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// One line of help per setting (the flag is the name with '-' for '_').
+const std::map<std::string, std::string> &setting_help() {
+  static const std::map<std::string, std::string> h = {
+      {"family", "Architecture: llama, mistral, qwen2 or gpt2"},
+      {"n_layer", "Transformer blocks"},
+      {"n_embd", "Model width (d_model)"},
+      {"n_head", "Attention heads"},
+      {"n_head_kv", "Key/value heads (grouped-query attention; gpt2: = n-head)"},
+      {"n_ff", "MLP hidden size"},
+      {"context", "Training sequence length T"},
+      {"tied", "Tie the classifier to the token embedding (true/false)"},
+      {"rope_theta", "RoPE base frequency"},
+      {"sliding_window", "Sliding-window attention size for mistral/qwen2 (0: none)"},
+      {"init_from", "Fine-tune this model (any format lmkit loads) instead of a fresh one"},
+      {"data", "Token shards made by `lmkit data prepare`"},
+      {"batch_size", "Sequences per micro-batch"},
+      {"grad_accum", "Micro-batches per optimizer step"},
+      {"steps", "Optimizer steps"},
+      {"tokens", "Token budget (overrides --steps: steps = tokens / (batch x accum x context))"},
+      {"optimizer", "adamw or sgd"},
+      {"lr", "Peak learning rate"},
+      {"min_lr", "Final learning rate"},
+      {"warmup", "Linear warmup steps"},
+      {"schedule", "LR schedule after warmup: cosine, wsd (warmup-stable-decay) or constant"},
+      {"decay_frac", "wsd: fraction of the steps spent decaying"},
+      {"weight_decay", "Decoupled weight decay (matrices only; not norms, biases, embeddings)"},
+      {"beta1", "AdamW beta1"},
+      {"beta2", "AdamW beta2"},
+      {"eps", "AdamW epsilon"},
+      {"momentum", "SGD momentum"},
+      {"grad_clip", "Global gradient-norm clip (0: off)"},
+      {"eval_interval", "Steps between validation evaluations"},
+      {"eval_batches", "Validation batches per evaluation"},
+      {"ckpt_interval", "Steps between checkpoints (0: final only)"},
+      {"keep_ckpts", "Checkpoints to keep (0: all)"},
+      {"log_interval", "Steps between metrics.jsonl lines"},
+      {"seed", "Random seed (initialisation and data order)"},
+      {"threads", "Threads (0: all hardware threads)"},
+  };
+  return h;
+}
+
+// A flag's text as the JSON type of the setting's default.
+json parse_setting(const std::string &name, const std::string &text,
+                   const nlohmann::ordered_json &like) {
+  try {
+    if (like.is_string()) return text;
+    if (like.is_boolean()) {
+      if (text == "true" || text == "1") return true;
+      if (text == "false" || text == "0") return false;
+      fail("expects true or false");
+    }
+    size_t used = 0;
+    if (like.is_number_float()) {
+      double v = std::stod(text, &used);
+      LMKIT_CHECK(used == text.size(), "expects a number");
+      return v;
+    }
+    LMKIT_CHECK(!text.empty() && text[0] != '-', "expects a non-negative integer");
+    unsigned long long v = std::stoull(text, &used);
+    LMKIT_CHECK(used == text.size(), "expects an integer");
+    if (like.is_number_unsigned()) return uint64_t(v);
+    return int64_t(v);
+  } catch (const std::logic_error &) {
+    fail("--", name, " ", text, ": expects a ", like.is_number_float() ? "number" : "integer");
+  } catch (const Error &e) {
+    fail("--", name, " ", text, ": ", e.what());
+  }
+}
+
+struct TrainFlags {
+  std::string out, preset, config, resume;
+  bool quiet = false;
+  std::map<std::string, std::string> settings;  // flags given, by setting name
+  std::map<std::string, CLI::Option *> options;
+};
+
+int run_train(const TrainFlags &f) {
+  TrainConfig cfg;
+  std::string run_dir = f.out;
+  std::map<std::string, std::string> given;
+  for (const auto &[name, opt] : f.options)
+    if (opt->count() > 0) given[name] = f.settings.at(name);
+  if (!f.resume.empty()) {
+    run_dir = f.resume;
+    const std::string saved = run_dir + "/train_config.json";
+    LMKIT_CHECK(fs::exists(saved), run_dir, ": not a training run (no train_config.json)");
+    LMKIT_CHECK(f.preset.empty() && f.config.empty() && f.out.empty(),
+                "--resume continues a run with its saved settings: drop --preset, --config, --out");
+    json j;
+    try {
+      j = json::parse(read_file(saved));
+    } catch (const json::exception &e) {
+      fail(saved, ": not valid JSON (", e.what(), ")");
+    }
+    cfg.merge_json(j, saved);
+    for (const auto &[name, text] : given)
+      LMKIT_CHECK(name == "steps" || name == "tokens" || name == "threads",
+                  "--resume keeps the run's settings; only --steps, --tokens and --threads may "
+                  "change (got --", name, ")");
+  } else {
+    LMKIT_CHECK(!run_dir.empty(), "--out DIR is required (where the run is written)");
+    if (!f.preset.empty()) cfg = train_preset(f.preset);
+    if (!f.config.empty()) {
+      json j;
+      try {
+        j = json::parse(read_file(f.config));
+      } catch (const json::exception &e) {
+        fail(f.config, ": not valid JSON (", e.what(), ")");
+      }
+      cfg.merge_json(j, f.config);
+    }
+    LMKIT_CHECK(!fs::exists(run_dir + "/train_config.json"), run_dir,
+                " already holds a training run; use --resume ", run_dir, " or another --out");
+  }
+  const nlohmann::ordered_json defaults = cfg.to_json();
+  json over = json::object();
+  for (const auto &[name, text] : given) over[name] = parse_setting(name, text, defaults.at(name));
+  cfg.merge_json(over, "flags");
+
+  TrainOptions opt;
+  opt.resume = !f.resume.empty();
+  opt.progress = !f.quiet;
+  TrainResult r = train(cfg, run_dir, opt);
+  if (!f.quiet) {
+    std::string msg = str_cat("lmkit train: ", r.steps, " steps, loss ", r.final_loss);
+    if (r.final_val_loss == r.final_val_loss)
+      msg += str_cat(", validation loss ", r.final_val_loss, " (unigram baseline ",
+                     r.unigram_val_loss, ")");
+    msg += str_cat(", ", int64_t(r.tok_s), " tok/s, MFU ", int(100 * r.mfu), "% of ",
+                   int(r.peak_gflops), " GFLOP/s\n");
+    if (!r.final_dir.empty())
+      msg += str_cat("  final model: ", r.final_dir, "\n  try: ./build/lmkit generate -m ",
+                     r.final_dir, " -p \"Once upon a time\"\n");
+    else
+      msg += str_cat("  stopped early; continue with: ./build/lmkit train --resume ", run_dir, "\n");
+    std::fputs(msg.c_str(), stderr);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_train(CLI::App &app, Action &run) {
+  auto f = std::make_shared<TrainFlags>();
+  CLI::App *cmd = app.add_subcommand(
+      "train", "Train a model on token shards (from scratch or fine-tuning), resumably");
+  cmd->add_option("--out", f->out, "Run folder: train_config.json, metrics.jsonl, loss.svg, "
+                                   "checkpoints/, final/");
+  cmd->add_option("--preset", f->preset, str_cat("Start from a preset: ", train_preset_names()));
+  cmd->add_option("--config", f->config, "Start from a JSON file of settings (names as below, "
+                                         "with '_'); flags override it");
+  cmd->add_option("--resume", f->resume,
+                  "Continue RUN_DIR from its newest checkpoint, exactly as if never stopped");
+  cmd->add_flag("--quiet", f->quiet, "No progress bar or summary");
+  const nlohmann::ordered_json defaults = TrainConfig{}.to_json();
+  for (auto it = defaults.begin(); it != defaults.end(); ++it) {
+    std::string flag = it.key();
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    auto help = setting_help().find(it.key());
+    const auto &v = it.value();
+    f->options[it.key()] =
+        cmd->add_option("--" + flag, f->settings[it.key()],
+                        str_cat(help != setting_help().end() ? help->second : it.key(),
+                                " (default ", v.dump(), ")"))
+            ->type_name(v.is_string()         ? "TEXT"
+                        : v.is_boolean()      ? "BOOL"
+                        : v.is_number_float() ? "FLOAT"
+                                              : "INT");
+  }
+  cmd->footer(
+      "Settings apply in this order: defaults, --preset, --config, flags. Checkpoints are Hugging "
+      "Face folders (config.json, model.safetensors, tokenizer.json) plus trainer_state.json and "
+      "optimizer.safetensors; `lmkit generate -m RUN/final` runs the result. A run killed at any "
+      "moment resumes with --resume RUN and gives the same losses, bit for bit, with the same "
+      "thread count.");
+  cmd->callback([f, &run] { run = [f] { return run_train(*f); }; });
+}
+
+}  // namespace lmkit::app
