@@ -28,11 +28,16 @@ int main(int argc, char **argv) {
         LMKIT_CHECK(i + 1 < argc, a, " needs a value");
         return argv[++i];
       };
-      if (a == "--shape") shape = next();
-      else if (a == "--steps") steps = std::stoll(next());
-      else if (a == "--threads") threads = std::stoi(next());
-      else if (a == "--json") json = true;
-      else fail("unknown argument '", a, "'");
+      if (a == "--shape")
+        shape = next();
+      else if (a == "--steps")
+        steps = std::stoll(next());
+      else if (a == "--threads")
+        threads = std::stoi(next());
+      else if (a == "--json")
+        json = true;
+      else
+        fail("unknown argument '", a, "'");
     }
     TrainConfig tc = train_preset(shape);
     const int64_t vocab = shape == "gpt2-small" ? 50257 : 8192;
@@ -66,14 +71,16 @@ int main(int argc, char **argv) {
     }
     const double mfu = best * flops_tok / (peak * 1e9);
     if (json)
-      std::printf("{\"shape\": \"%s\", \"threads\": %d, \"tok_s\": %.1f, \"gflops\": %.1f, "
-                  "\"peak_gflops\": %.1f, \"mfu\": %.3f, \"params\": %lld}\n",
-                  shape.c_str(), threads, best, best * flops_tok / 1e9, peak, mfu,
-                  static_cast<long long>(model->weights().n_params()));
+      std::printf(
+          "{\"shape\": \"%s\", \"threads\": %d, \"tok_s\": %.1f, \"gflops\": %.1f, "
+          "\"peak_gflops\": %.1f, \"mfu\": %.3f, \"flops_per_token\": %.6g, \"params\": %lld}\n",
+          shape.c_str(), threads, best, best * flops_tok / 1e9, peak, mfu, flops_tok,
+          static_cast<long long>(model->weights().n_params()));
     else
-      std::printf("%s: %lld params, %d threads: %.0f tok/s, %.1f GFLOP/s of %.1f peak (MFU %.0f%%)\n",
-                  shape.c_str(), static_cast<long long>(model->weights().n_params()), threads, best,
-                  best * flops_tok / 1e9, peak, 100 * mfu);
+      std::printf(
+          "%s: %lld params, %d threads: %.0f tok/s, %.1f GFLOP/s of %.1f peak (MFU %.0f%%)\n",
+          shape.c_str(), static_cast<long long>(model->weights().n_params()), threads, best,
+          best * flops_tok / 1e9, peak, 100 * mfu);
     return 0;
   } catch (const Error &e) {
     std::fprintf(stderr, "bench_train: error: %s\n", e.what());

@@ -2,6 +2,7 @@
 // corpus (lmkit's own procedural stories), trains a BPE tokenizer on it, tokenizes it, trains a
 // small llama-family model for about two minutes, shows what it learned (validation loss against
 // the unigram baseline, sampled stories) and how to use the result. Not a benchmark.
+#include <cmath>
 #include <filesystem>
 
 #include "apps/commands.h"
@@ -31,7 +32,8 @@ struct DemoFlags {
 int run_demo(const DemoFlags &f) {
   const fs::path dir = f.out;
   fs::create_directories(dir);
-  const int threads = f.threads > 0 ? f.threads : std::max(1, int(std::thread::hardware_concurrency()));
+  const int threads =
+      f.threads > 0 ? f.threads : std::max(1, int(std::thread::hardware_concurrency()));
   auto say = [](const std::string &s) { write_out(s); };
   say(str_cat("lmkit demo: train a language model from scratch on this machine (", threads,
               " threads, ", kernels::active().name, " kernels), into ", dir.string(), "\n\n"));
@@ -79,9 +81,9 @@ int run_demo(const DemoFlags &f) {
   const fs::path final_dir = dir / "final";
   fs::remove_all(final_dir);
   fs::rename(r.final_dir, final_dir);
-  say(str_cat("   done: validation loss ", r.final_val_loss, " nats/token vs ",
-              r.unigram_val_loss, " for the unigram baseline (a model that ignores context);\n",
-              "   ", int64_t(r.tok_s), " tok/s, MFU ", int(100 * r.mfu), "%; metrics and loss.svg in ",
+  say(str_cat("   done: validation loss ", r.final_val_loss, " nats/token vs ", r.unigram_val_loss,
+              " for the unigram baseline (a model that ignores context);\n", "   ",
+              int64_t(r.tok_s), " tok/s, MFU ", int(100 * r.mfu), "%; metrics and loss.svg in ",
               run.string(), "\n\n"));
 
   // 5. What it learned.
@@ -99,19 +101,21 @@ int run_demo(const DemoFlags &f) {
     say(str_cat("   > ", p));
     generate(s, *lm.tokenizer, ids, opt, [&](std::string_view t) {
       std::string line(t);
-      for (size_t i = 0; (i = line.find('\n', i)) != std::string::npos; i += 5) line.replace(i, 1, "\n     ");
+      for (size_t i = 0; (i = line.find('\n', i)) != std::string::npos; i += 5)
+        line.replace(i, 1, "\n     ");
       say(line);
       return true;
     });
     say("\n");
   }
   const std::string m = final_dir.string();
-  say(str_cat("\nThe model is a Hugging Face folder: ", m, "  (", (now_seconds() - t0) / 60.0,
-              " minutes in all)\n", "Next:\n", "  ./build/lmkit generate -m ", m,
+  const int64_t secs = std::llround(now_seconds() - t0);
+  say(str_cat("\nThe model is a Hugging Face folder: ", m, "  (", secs / 60, " min ", secs % 60,
+              " s in all)\n", "Next:\n", "  ./build/lmkit generate -m ", m,
               " -p \"Once upon a time\" -n 100\n", "  ./build/lmkit chat -m ", m, "\n",
               "  ./build/lmkit eval ppl -m ", m, " -f ", corpus.string(), " --ctx 128\n",
-              "  ./build/lmkit train --resume ", run.string(),
-              " --steps 1200   # keep training the same run\n"));
+              "  ./build/lmkit train --resume ", run.string(), " --steps ", 2 * cfg.steps,
+              "   # keep training the same run\n"));
   return 0;
 }
 

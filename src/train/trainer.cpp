@@ -91,11 +91,11 @@ void TrainConfig::merge_json(const json &j, const std::string &where) {
       known = true;
       using T = std::decay_t<decltype(v)>;
       const json &x = it.value();
-      bool ok = std::is_same_v<T, std::string>  ? x.is_string()
-                : std::is_same_v<T, bool>       ? x.is_boolean()
-                : std::is_floating_point_v<T>   ? x.is_number()
-                : std::is_unsigned_v<T>         ? x.is_number_unsigned()
-                                                : x.is_number_integer();
+      bool ok = std::is_same_v<T, std::string> ? x.is_string()
+                : std::is_same_v<T, bool>      ? x.is_boolean()
+                : std::is_floating_point_v<T>  ? x.is_number()
+                : std::is_unsigned_v<T>        ? x.is_number_unsigned()
+                                               : x.is_number_integer();
       LMKIT_CHECK(ok, where, ": '", name, "' has the wrong type (", x.dump(), ")");
       v = x.get<T>();
     });
@@ -120,8 +120,9 @@ void TrainConfig::validate() const {
                 n_head);
     LMKIT_CHECK((n_embd / n_head) % 2 == 0 || family == "gpt2", "head size ", n_embd / n_head,
                 " must be even for RoPE");
-    LMKIT_CHECK(family != "gpt2" || n_head_kv == n_head, "gpt2 has no grouped KV heads: set "
-                                                         "n_head_kv = n_head");
+    LMKIT_CHECK(family != "gpt2" || n_head_kv == n_head,
+                "gpt2 has no grouped KV heads: set "
+                "n_head_kv = n_head");
   }
   LMKIT_CHECK(context >= 2, "context must be at least 2 tokens, got ", context);
   positive(batch_size, "batch_size");
@@ -148,7 +149,9 @@ void TrainConfig::validate() const {
   LMKIT_CHECK(!data.empty(), "no training data: pass --data DIR (made by `lmkit data prepare`)");
 }
 
-const char *train_preset_names() { return "tiny, demo, gpt-384, gpt2-small"; }
+const char *train_preset_names() {
+  return "tiny, demo, gpt-384, gpt2-small";
+}
 
 TrainConfig train_preset(const std::string &name) {
   TrainConfig c;
@@ -161,7 +164,7 @@ TrainConfig train_preset(const std::string &name) {
     c.n_ff = 352;
     c.context = 128;
     c.batch_size = 16;
-    c.steps = 600;
+    c.steps = 1000;  // about two minutes on 2 cores
     c.lr = 3e-3;
     c.min_lr = 3e-4;
     c.warmup = 40;
@@ -248,23 +251,27 @@ double train_flops_per_token(const ModelConfig &c, int64_t context) {
 
 double measure_peak_gflops(int threads) {
   ThreadPool pool(threads);
-  constexpr int64_t M = 64, N = 256, K = 512;
+  constexpr int64_t M = 64, N = 256, K = 512;  // operands stay in L2: compute-bound
   const kernels::KernelTable &k = kernels::active();
   std::vector<std::vector<float>> buf(size_t(pool.size()));
   for (auto &b : buf) b.assign(size_t(M * K + N * K + M * N), 0.5f);
-  std::atomic<int64_t> calls{0};
-  const double t0 = now_seconds();
-  pool.run([&](int ti, int) {
-    float *x = buf[size_t(ti)].data(), *w = x + M * K, *y = w + N * K;
-    int64_t n = 0;
-    while (now_seconds() - t0 < 0.15) {
-      for (int r = 0; r < 8; ++r) k.matmul_f32(y, N, x, K, w, nullptr, M, N, K);
-      n += 8;
-    }
-    calls += n;
-  });
-  const double dt = now_seconds() - t0;
-  return double(calls.load()) * 2.0 * double(M * N * K) / dt / 1e9;
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {  // the best of three bursts: the machine may be busy
+    std::atomic<int64_t> calls{0};
+    const double t0 = now_seconds();
+    pool.run([&](int ti, int) {
+      float *x = buf[size_t(ti)].data(), *w = x + M * K, *y = w + N * K;
+      int64_t n = 0;
+      while (now_seconds() - t0 < 0.1) {
+        for (int r = 0; r < 8; ++r) k.matmul_f32(y, N, x, K, w, nullptr, M, N, K);
+        n += 8;
+      }
+      calls += n;
+    });
+    const double dt = now_seconds() - t0;
+    best = std::max(best, double(calls.load()) * 2.0 * double(M * N * K) / dt / 1e9);
+  }
+  return best;
 }
 
 // ---- the loop --------------------------------------------------------------------------------
@@ -272,7 +279,9 @@ double measure_peak_gflops(int threads) {
 namespace {
 
 std::atomic<bool> g_stop{false};
-extern "C" void on_signal(int) { g_stop.store(true); }
+extern "C" void on_signal(int) {
+  g_stop.store(true);
+}
 
 // Rows, positions and sequences of a batch of B sequences of T tokens from position 0.
 struct BatchLayout {
@@ -387,7 +396,8 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
   LMKIT_CHECK(::access(run_dir.c_str(), W_OK) == 0, run_dir, ": cannot write here");
   const DataMeta meta = data_meta_load(cfg.data);
   const std::string tok_dir = tokenizer_dir_of(meta);
-  const int threads = cfg.threads > 0 ? cfg.threads : std::max(1, int(std::thread::hardware_concurrency()));
+  const int threads =
+      cfg.threads > 0 ? cfg.threads : std::max(1, int(std::thread::hardware_concurrency()));
   const int64_t B = cfg.batch_size, T = cfg.context, A = cfg.grad_accum;
   const int64_t total = cfg.tokens > 0 ? std::max<int64_t>(1, cfg.tokens / (B * A * T)) : cfg.steps;
 
@@ -421,20 +431,21 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
       cfg.optimizer == "sgd"
           ? make_sgd({cfg.momentum, cfg.weight_decay}, params)
           : make_adamw({cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay}, params);
-  LrSchedule sched{schedule_from_name(cfg.schedule), cfg.lr, cfg.min_lr, cfg.warmup, total,
-                   cfg.decay_frac};
+  LrSchedule sched{
+      schedule_from_name(cfg.schedule), cfg.lr, cfg.min_lr, cfg.warmup, total, cfg.decay_frac};
 
   DataLoader loader(cfg.data, Split::Train, {B, T, cfg.seed, 0, 1});
   std::unique_ptr<DataLoader> val;
   if (meta.val_tokens > T && cfg.eval_batches > 0)
-    val = std::make_unique<DataLoader>(cfg.data, Split::Val, DataLoaderOptions{B, T, cfg.seed, 0, 1});
+    val =
+        std::make_unique<DataLoader>(cfg.data, Split::Val, DataLoaderOptions{B, T, cfg.seed, 0, 1});
 
   const std::string metrics_path = run_dir + "/metrics.jsonl";
   int64_t step = 0, tokens_seen = 0;
   LossCurve curve;
   curve.baseline = meta.val_unigram_loss;
-  curve.title = "lmkit train: " + mc.arch + " " + std::to_string(model->weights().n_params()) +
-                " parameters";
+  curve.title =
+      "lmkit train: " + mc.arch + " " + std::to_string(model->weights().n_params()) + " parameters";
   if (ckpt) {
     CheckpointData cd = checkpoint_read(*ckpt);
     optim->load(cd.optimizer, cd.state.at("optimizer"));
@@ -447,7 +458,8 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
       json j = json::parse(line, nullptr, false);
       if (!j.is_object()) continue;
       curve.train.emplace_back(j["step"].get<double>(), j["loss"].get<double>());
-      if (j.contains("val_loss")) curve.val.emplace_back(j["step"].get<double>(), j["val_loss"].get<double>());
+      if (j.contains("val_loss"))
+        curve.val.emplace_back(j["step"].get<double>(), j["val_loss"].get<double>());
     }
   } else {
     nlohmann::ordered_json saved = cfg.to_json();
@@ -504,8 +516,8 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
                   " (loss is not finite); lower the learning rate");
       const double tok_s = double(n_targets) / dt;
       const double mfu = tok_s * flops_tok / (peak * 1e9);
-      nlohmann::ordered_json line = {{"step", step},       {"loss", last_loss}, {"lr", lr},
-                                     {"tok_s", tok_s},     {"grad_norm", norm}, {"mfu", mfu},
+      nlohmann::ordered_json line = {{"step", step},         {"loss", last_loss}, {"lr", lr},
+                                     {"tok_s", tok_s},       {"grad_norm", norm}, {"mfu", mfu},
                                      {"tokens", tokens_seen}};
       curve.train.emplace_back(double(step), last_loss);
       const bool last = step == total;

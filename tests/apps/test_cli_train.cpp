@@ -26,7 +26,8 @@ const std::string &data_dir() {
   static const std::string data = [] {
     const std::string d = dir->str();
     EXPECT_EQ(lmkit("data stories --out " + d + "/s.txt --bytes 300000 --seed 3").code, 0);
-    EXPECT_EQ(lmkit("tokenizer train -i " + d + "/s.txt -o " + d + "/tok --vocab-size 400").code, 0);
+    EXPECT_EQ(lmkit("tokenizer train -i " + d + "/s.txt -o " + d + "/tok --vocab-size 400").code,
+              0);
     CliRun r = lmkit("data prepare --tokenizer " + d + "/tok --input " + d + "/s.txt --out " + d +
                      "/data --val-fraction 0.1");
     EXPECT_EQ(r.code, 0) << r.err;
@@ -35,8 +36,9 @@ const std::string &data_dir() {
   return data;
 }
 
-const std::string kRun = "--preset tiny --steps 30 --ckpt-interval 10 --eval-interval 10 "
-                         "--eval-batches 2 --keep-ckpts 0 --threads 2 --quiet";
+const std::string kRun =
+    "--preset tiny --steps 30 --ckpt-interval 10 --eval-interval 10 "
+    "--eval-batches 2 --keep-ckpts 0 --threads 2 --quiet";
 
 // The deterministic part of every metrics line, by step (tok_s and mfu are timings).
 std::map<int64_t, std::string> losses(const std::string &run) {
@@ -72,10 +74,10 @@ TEST(CliTrain, ResumeAfterSigkillIsBitExact) {
   for (int k : {13, 24}) {
     SCOPED_TRACE(k);
     const std::string run = dir / ("k" + std::to_string(k));
-    const std::string script =
-        std::string(LMKIT_BUILD_DIR) + "/lmkit train --data " + d + " --out " + run + " " + kRun +
-        " & pid=$!; while [ \"$(cat " + run + "/metrics.jsonl 2>/dev/null | wc -l)\" -lt " +
-        std::to_string(k) + " ]; do sleep 0.01; done; kill -9 $pid; wait $pid";
+    const std::string script = std::string(LMKIT_BUILD_DIR) + "/lmkit train --data " + d +
+                               " --out " + run + " " + kRun + " & pid=$!; while [ \"$(cat " + run +
+                               "/metrics.jsonl 2>/dev/null | wc -l)\" -lt " + std::to_string(k) +
+                               " ]; do sleep 0.01; done; kill -9 $pid; wait $pid";
     const int st = std::system(("bash -c '" + script + "' >/dev/null 2>&1").c_str());
     EXPECT_NE(st, 0);  // it was killed, not finished
     CliRun r = lmkit("train --resume " + run + " --quiet");
@@ -84,7 +86,8 @@ TEST(CliTrain, ResumeAfterSigkillIsBitExact) {
   }
 
   // The final model loads and generates.
-  CliRun g = lmkit("generate -m " + dir / "ref/final" + " -p 'Once upon a time' -n 8 --temp 0 --json");
+  CliRun g =
+      lmkit("generate -m " + dir / "ref/final" + " -p 'Once upon a time' -n 8 --temp 0 --json");
   ASSERT_EQ(g.code, 0) << g.err;
   EXPECT_EQ(json::parse(g.out)["tokens"].size(), 8u);
 }
@@ -102,9 +105,10 @@ TEST(CliTrain, CheckpointLoadsInPyTorchReference) {
     const std::vector<int32_t> ids = {0, 5, 17, 42, 100, 7};
     std::string ids_s;
     for (int32_t i : ids) ids_s += (ids_s.empty() ? "" : ",") + std::to_string(i);
-    const std::string script = std::string(LMKIT_SOURCE_DIR) + "/tests/reference/check_checkpoint.py";
-    const std::string cmd = "/usr/bin/python3 " + script + " " + run + "/final " + ids_s + " > " +
-                            dir / "logits.json";
+    const std::string script =
+        std::string(LMKIT_SOURCE_DIR) + "/tests/reference/check_checkpoint.py";
+    const std::string cmd =
+        "/usr/bin/python3 " + script + " " + run + "/final " + ids_s + " > " + dir / "logits.json";
     ASSERT_EQ(std::system(cmd.c_str()), 0);
     json want = json::parse(test::slurp(dir / "logits.json"));
     LoadedModel lm = load_model(run + "/final");
@@ -122,6 +126,29 @@ TEST(CliTrain, CheckpointLoadsInPyTorchReference) {
       }
     EXPECT_LE(diff, 1e-4 * std::max(1.0, scale));
   }
+}
+
+// The README's main command, shortened: every stage runs, the model lands in OUT/final in HF
+// layout, the output states the validation loss next to the unigram baseline, and the printed
+// next steps work. (The full demo, 1000 steps, runs in CI as the README's first command.)
+TEST(CliTrain, DemoTrainsAndTellsWhatToDoNext) {
+  test::TempDir dir("demo");
+  const std::string out = dir / "d";
+  CliRun r = lmkit("demo --out " + out + " --steps 40 --corpus-bytes 300000 --threads 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char *f : {"config.json", "model.safetensors", "tokenizer.json"})
+    EXPECT_TRUE(fs::exists(out + "/final/" + f)) << f;
+  const size_t at = r.out.find("validation loss ");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  double val = 0, unigram = 0;
+  ASSERT_EQ(
+      std::sscanf(r.out.c_str() + at, "validation loss %lf nats/token vs %lf", &val, &unigram), 2)
+      << r.out;
+  EXPECT_LT(val, unigram);  // even 40 steps learn the unigram distribution and more
+  for (const char *next : {"lmkit generate -m ", "lmkit chat -m ", "lmkit eval ppl -m "})
+    EXPECT_NE(r.out.find(next), std::string::npos) << next;
+  CliRun g = lmkit("generate -m " + out + "/final -p 'Once upon a time' -n 5 --temp 0");
+  EXPECT_EQ(g.code, 0) << g.err;
 }
 
 TEST(CliTrain, BadSettingsAndFilesGiveClearErrors) {
@@ -147,7 +174,8 @@ TEST(CliTrain, BadSettingsAndFilesGiveClearErrors) {
     return n;
   };
   const uintmax_t ckpt = bytes_in(bad + "/checkpoints/step_00000010");
-  const uintmax_t small = fs::file_size(bad + "/train_config.json") + 2 * fs::file_size(bad + "/loss.svg");
+  const uintmax_t small =
+      fs::file_size(bad + "/train_config.json") + 2 * fs::file_size(bad + "/loss.svg");
 
   // A full disk during the second checkpoint: a clear error, the first checkpoint intact.
   const std::string run = dir / "disk";
