@@ -24,6 +24,8 @@ int main(int argc, char **argv) {
   add_data(app, run);
   add_train(app, run);
   add_eval(app, run);
+  add_bench(app, run);
+  add_simulate(app, run);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const CLI::App *sub : app.get_subcommands({})) known |= sub->get_name() == argv[1];
