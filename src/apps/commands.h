@@ -25,7 +25,8 @@ void add_tokenizer(CLI::App &app, Action &run);  // tokenizer train
 void add_data(CLI::App &app, Action &run);       // data prepare, data stories
 void add_train(CLI::App &app, Action &run);
 void add_eval(CLI::App &app, Action &run);      // eval ppl
-void add_bench(CLI::App &app, Action &run);     // llama-bench / MELT style measurements
+void add_quantize(CLI::App &app, Action &run);  // quantize, convert
+void add_bench(CLI::App &app, Action &run);
 void add_simulate(CLI::App &app, Action &run);  // pipeline schedule simulator
 
 // Flags shared by the verbs that load a model.

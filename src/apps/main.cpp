@@ -24,6 +24,7 @@ int main(int argc, char **argv) {
   add_data(app, run);
   add_train(app, run);
   add_eval(app, run);
+  add_quantize(app, run);
   add_bench(app, run);
   add_simulate(app, run);
   if (argc > 1 && argv[1][0] != '-') {

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "kernels/quant.h"
 
 namespace lmkit::ag {
 
@@ -74,6 +75,14 @@ void with_partials(Context &c, int64_t rows, int64_t cols, int n_out, int64_t wi
 Var embedding(Context &c, const Tensor &table, const int32_t *ids, int64_t n) {
   const int64_t d = table.dim(1);
   Var y = c.new_var(n, d);
+  if (dtype_is_quantized(table.dtype())) {
+    // GGUF block types: rows are dequantized (the GGUF formula, the same bits on every table).
+    // Their values are not trainable: gradients need f32 master weights.
+    LMKIT_CHECK(!c.param_grad(table), "training a ", dtype_name(table.dtype()),
+                " embedding table is not supported (train from f32 weights)");
+    kernels::embedding_lookup(y.data, ids, n, table.data(), table.dtype(), d);
+    return y;
+  }
   c.k().embedding_fwd(y.data, ids, n, table.data(), table.dtype(), d);
   if (float *pg = c.param_grad(table)) {
     const int32_t *kept = keep_ids(c, ids, n);

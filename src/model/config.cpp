@@ -389,8 +389,18 @@ ModelConfig config_from_gguf(const GGUFFile &f) {
     if (int64_t w = f.get_int(key("attention.sliding_window"), 0); w > 0)
       c.sliding_window.assign(size_t(c.n_layer), w);
   }
-  if (embd)
-    c.dtype = embd->ggml_type == 1 ? DType::F16 : embd->ggml_type == 30 ? DType::BF16 : DType::F32;
+  // The display dtype: the first block's query matrix (the embedding table often differs).
+  const GGUFTensorInfo *big = f.find_tensor("blk.0.attn_q.weight");
+  if (!big) big = f.find_tensor("blk.0.attn_qkv.weight");
+  if (!big) big = embd;
+  if (big) {
+    try {
+      c.dtype = DType(big->ggml_type);
+      (void)dtype_info(c.dtype);  // a type lmkit knows (loading the tensor says more if not)
+    } catch (const Error &) {
+      c.dtype = DType::F32;
+    }
+  }
   c.validate();
   return c;
 }

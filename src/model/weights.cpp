@@ -1,4 +1,5 @@
-// Loading weights through a TensorSource: name mapping, shape checks, f32 conversion of vectors.
+// Loading weights through a TensorSource: name mapping, shape checks, f32 conversion of vectors,
+// block-quantized matrices packed for their kernels (kernels::pack_weight).
 #include "model/weights.h"
 
 #include <cstring>
@@ -12,6 +13,7 @@
 #include "io/llama2c.h"
 #include "io/safetensors.h"
 #include "io/atomic_file.h"
+#include "kernels/quant.h"
 #include "model/tensor_names.h"
 
 namespace lmkit {
@@ -39,6 +41,12 @@ Tensor transpose2d(const Tensor &t) {
     for (int64_t j = 0; j < c; ++j)
       std::memcpy(d + size_t(j * r + i) * es, s + size_t(i * c + j) * es, es);
   return out;
+}
+
+// An owned f32 copy of any loadable tensor (block types dequantized with the GGUF formula).
+Tensor to_f32(const Tensor &t) {
+  if (!dtype_is_quantized(t.dtype())) return t.to(DType::F32);
+  return kernels::dequantize(t.contiguous());
 }
 
 class HFSource : public TensorSource {
@@ -105,12 +113,38 @@ class Llama2cSource : public TensorSource {
   std::shared_ptr<const Llama2cFile> f_;
 };
 
+class TableSource : public TensorSource {
+ public:
+  TableSource(std::vector<std::pair<std::string, Tensor>> tensors, std::string what)
+      : what_(std::move(what)) {
+    for (auto &[name, t] : tensors) map_[name] = std::move(t);
+  }
+  std::optional<Tensor> get(const std::string &canonical) const override {
+    auto it = map_.find(canonical);
+    if (it == map_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::string describe(const std::string &canonical) const override {
+    return str_cat(what_, ": tensor '", canonical, "'");
+  }
+
+ private:
+  std::map<std::string, Tensor> map_;
+  std::string what_;
+};
+
+// The dtypes a matrix may have: f32/f16/bf16 and the block types with a matmul kernel.
+bool loadable_matrix_dtype(DType d) {
+  return d == DType::F32 || d == DType::F16 || d == DType::BF16 || kernels::quant_has_matmul(d);
+}
+
 // Pulls tensors from a source, checking presence, shape and dtype.
 struct Loader {
   const TensorSource &src;
   Weights &w;
 
-  Tensor fetch(const std::string &name, const Shape &shape, bool required) {
+  // convert: the caller makes an f32 copy, so any block type will do.
+  Tensor fetch(const std::string &name, const Shape &shape, bool required, bool convert = false) {
     std::optional<Tensor> t = src.get(name, shape);
     if (!t) {
       LMKIT_CHECK(!required, src.describe(name), " is missing");
@@ -119,23 +153,34 @@ struct Loader {
     LMKIT_CHECK(t->shape() == shape, src.describe(name), " has shape ", t->shape().str(),
                 ", the config expects ", shape.str());
     DType d = t->dtype();
-    LMKIT_CHECK(d == DType::F32 || d == DType::F16 || d == DType::BF16, src.describe(name),
-                " has dtype ", dtype_name(d), " (supported: f32, f16, bf16)");
+    LMKIT_CHECK(loadable_matrix_dtype(d) || (convert && dtype_is_quantized(d)), src.describe(name),
+                " has dtype ", dtype_name(d),
+                " (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K)");
     LMKIT_CHECK(t->is_contiguous(), src.describe(name), " is not contiguous");
     w.table.emplace_back(name, *t);
     return *t;
   }
-  // Matrices stay in their file dtype (the matmul kernels read f16/bf16 directly).
+  // Matrices stay in their file dtype (the matmul kernels read f16/bf16 and the block types
+  // directly), re-packed where the kernels prefer another layout (q4_0 -> q4_0x8). The table
+  // holds what the fields hold, so tied and trainable tensors keep one address.
   Tensor matrix(const std::string &name, int64_t rows, int64_t cols, bool required = true) {
-    return fetch(name, {rows, cols}, required);
+    Tensor t = fetch(name, {rows, cols}, required);
+    if (!t.data() || !dtype_is_quantized(t.dtype())) return t;
+    Tensor p = kernels::pack_weight(t);
+    w.table.back().second = p;
+    return p;
   }
-  // Vectors (norms, biases) become f32 copies: tiny, and the kernels want f32.
-  Tensor vector(const std::string &name, int64_t n, bool required = true) {
-    Tensor t = fetch(name, {n}, required);
+  // Vectors (norms, biases) and learned positions become f32 copies: small, and the kernels
+  // want f32.
+  Tensor f32(const std::string &name, const Shape &shape, bool required = true) {
+    Tensor t = fetch(name, shape, required, /*convert=*/true);
     if (!t.data() || t.dtype() == DType::F32) return t;
-    Tensor f = t.to(DType::F32);
+    Tensor f = to_f32(t);
     w.table.back().second = f;
     return f;
+  }
+  Tensor vector(const std::string &name, int64_t n, bool required = true) {
+    return f32(name, {n}, required);
   }
   Linear linear(const std::string &base, int64_t out, int64_t in, bool bias) {
     Linear l;
@@ -156,6 +201,10 @@ std::unique_ptr<TensorSource> tensor_source_gguf(std::shared_ptr<const GGUFFile>
 std::unique_ptr<TensorSource> tensor_source_llama2c(std::shared_ptr<const Llama2cFile> f) {
   return std::make_unique<Llama2cSource>(std::move(f));
 }
+std::unique_ptr<TensorSource> tensor_source_table(
+    std::vector<std::pair<std::string, Tensor>> tensors, std::string what) {
+  return std::make_unique<TableSource>(std::move(tensors), std::move(what));
+}
 
 Weights weights_load(const ModelConfig &c, const TensorSource &src) {
   c.validate();
@@ -164,10 +213,8 @@ Weights weights_load(const ModelConfig &c, const TensorSource &src) {
   const int64_t d = c.n_embd;
   const bool ln = c.norm == NormType::LayerNorm;
   w.tok_embd = ld.matrix("token_embd.weight", c.n_vocab, d);
-  if (c.pos == PosEncoding::Learned) {
-    w.pos_embd = ld.matrix("position_embd.weight", c.n_ctx_train, d).to(DType::F32);
-    w.table.back().second = w.pos_embd;
-  }
+  if (c.pos == PosEncoding::Learned)
+    w.pos_embd = ld.f32("position_embd.weight", {c.n_ctx_train, d});
   w.layers.resize(size_t(c.n_layer));
   for (int64_t l = 0; l < c.n_layer; ++l) {
     LayerWeights &L = w.layers[size_t(l)];
@@ -203,6 +250,9 @@ Weights weights_load(const ModelConfig &c, const TensorSource &src) {
 void weights_save_hf(const ModelConfig &c, const Weights &w, const std::string &dir) {
   std::vector<std::pair<std::string, Tensor>> out;
   for (const auto &[name, t] : w.table) {
+    LMKIT_CHECK(!dtype_is_quantized(t.dtype()), "tensor '", name, "' is ", dtype_name(t.dtype()),
+                "; safetensors holds f32, f16 and bf16 only (dequantize first: lmkit convert "
+                "--type f32)");
     auto hf = hf_tensor_name(c.arch, name);
     LMKIT_CHECK(hf.has_value(), "no Hugging Face name for tensor '", name, "' of arch ", c.arch);
     out.emplace_back(hf->name, hf->conv1d ? transpose2d(t) : t.contiguous());
@@ -218,7 +268,7 @@ Weights weights_to_f32(const Weights &w) {
     if (!t.data()) return t;
     auto it = copies.find(t.data());
     if (it != copies.end() && it->second.shape() == t.shape()) return it->second;
-    Tensor f = t.to(DType::F32);
+    Tensor f = to_f32(t);
     copies[t.data()] = f;
     return f;
   };
