@@ -1,8 +1,10 @@
 // GGUF parsing with every read bounds-checked: a corrupt file gives an Error, never a crash.
 #include "io/gguf.h"
 
+#include <cmath>
 #include <cstring>
 #include <limits>
+#include <set>
 
 #include "core/error.h"
 #include "io/atomic_file.h"
@@ -37,6 +39,11 @@ const GGMLTypeInfo *ggml_type_info(uint32_t t) {
 constexpr uint64_t kMaxKV = 1u << 20;
 constexpr uint64_t kMaxTensors = 1u << 20;
 constexpr uint64_t kMaxStringLen = 1u << 30;
+// Real vocabularies hold a few hundred thousand entries; a numeric array is stored as doubles, so a
+// cap keeps a crafted file from turning N bytes into 8N of heap.
+constexpr uint64_t kMaxArrayLen = uint64_t(1) << 26;
+// The smallest tensor directory entry: empty name (8), n_dims (4), dim (8), type (4), offset (8).
+constexpr size_t kMinTensorInfoBytes = 32;
 
 class Reader {
  public:
@@ -159,6 +166,8 @@ GGUFValue read_value(Reader &r, GGUFType t, const std::string &key) {
   } else if (t == GGUFType::ARRAY) {
     v.elem = GGUFType(r.get<uint32_t>(what));
     uint64_t n = r.get<uint64_t>(what);
+    LMKIT_CHECK(n <= kMaxArrayLen, r.name(), ": array '", key, "' claims ", n,
+                " elements (lmkit reads at most ", kMaxArrayLen, ")");
     if (v.elem == GGUFType::STRING) {
       // each string takes at least its 8-byte length
       LMKIT_CHECK(n <= r.remaining() / 8, r.name(), ": array '", key, "' claims ", n,
@@ -238,6 +247,7 @@ GGUFFile GGUFFile::parse(const uint8_t *bytes, size_t size, const std::string &n
     std::string key = r.str("metadata key");
     auto t = GGUFType(r.get<uint32_t>("metadata type"));
     LMKIT_CHECK(uint32_t(t) <= 12, name, ": metadata '", key, "' has unknown type ", uint32_t(t));
+    LMKIT_CHECK(f.kv_.count(key) == 0, name, ": metadata key '", key, "' appears twice");
     f.kv_[key] = read_value(r, t, key);
   }
   if (const GGUFValue *a = f.find("general.alignment")) {
@@ -246,10 +256,15 @@ GGUFFile GGUFFile::parse(const uint8_t *bytes, size_t size, const std::string &n
     f.alignment_ = size_t(a->i);
   }
 
+  // Checked before reserving: a 24-byte file must not be able to ask for a million entries.
+  LMKIT_CHECK(n_tensors <= r.remaining() / kMinTensorInfoBytes, name, ": header claims ", n_tensors,
+              " tensors, more than the ", r.remaining(), " bytes left can describe (truncated?)");
   f.tensors_.reserve(size_t(n_tensors));
+  std::set<std::string> names;
   for (uint64_t k = 0; k < n_tensors; ++k) {
     GGUFTensorInfo ti;
     ti.name = r.str("tensor name");
+    LMKIT_CHECK(names.insert(ti.name).second, name, ": tensor '", ti.name, "' appears twice");
     uint32_t nd = r.get<uint32_t>("tensor dims");
     LMKIT_CHECK(nd >= 1 && nd <= uint32_t(kMaxDims), name, ": tensor '", ti.name, "' has ", nd,
                 " dimensions (lmkit supports 1 to ", kMaxDims, ")");
@@ -343,7 +358,14 @@ std::vector<int32_t> GGUFFile::get_i32_array(const std::string &key) const {
   LMKIT_CHECK(v->is_array() && v->elem != GGUFType::STRING, path_, ": metadata '", key,
               "' is not a numeric array");
   std::vector<int32_t> out(v->nums.size());
-  for (size_t k = 0; k < out.size(); ++k) out[k] = int32_t(v->nums[k]);
+  for (size_t k = 0; k < out.size(); ++k) {
+    // Checked before the cast: converting an out-of-range (or NaN) double to int is undefined.
+    const double x = v->nums[k];
+    LMKIT_CHECK(x >= double(std::numeric_limits<int32_t>::min()) &&
+                    x <= double(std::numeric_limits<int32_t>::max()),
+                path_, ": metadata '", key, "' element ", k, " (", x, ") does not fit in int32");
+    out[k] = int32_t(x);
+  }
   return out;
 }
 
@@ -456,6 +478,15 @@ void GGUFWriter::add_tensor(const std::string &name, const Tensor &t) {
 }
 
 namespace {
+// The integer to write for element d of a numeric array: only integer types need one, and casting
+// a double outside int64's range (a float array's 1e30) would be undefined.
+int64_t array_int(GGUFType elem, double d) {
+  if (elem == GGUFType::F32 || elem == GGUFType::F64 || !std::isfinite(d)) return 0;
+  if (d >= 9223372036854775807.0) return std::numeric_limits<int64_t>::max();
+  if (d <= -9223372036854775808.0) return std::numeric_limits<int64_t>::min();
+  return int64_t(d);
+}
+
 struct ByteSink {
   AtomicFile &f;
   template <typename T>
@@ -529,7 +560,7 @@ void GGUFWriter::write(const std::string &path, size_t alignment) const {
         for (const auto &s : v.strs) out.str(s);
       } else {
         out.put<uint64_t>(v.nums.size());
-        for (double d : v.nums) out.scalar(v.elem, int64_t(d), d);
+        for (double d : v.nums) out.scalar(v.elem, array_int(v.elem, d), d);
       }
     } else {
       out.scalar(v.type, v.i, v.f);
