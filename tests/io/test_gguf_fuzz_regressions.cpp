@@ -54,6 +54,7 @@ struct Raw {
   }
 };
 
+// The result points into `bytes`: keep them alive while it is used.
 GGUFFile parse(const std::string &bytes) {
   return GGUFFile::parse(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), "bad.gguf");
 }
@@ -204,7 +205,8 @@ std::string one_tensor(uint32_t type = 0, std::vector<uint64_t> ne = {8}, uint64
 }
 
 TEST(GGUFBadInput, GoodBaselineParses) {
-  GGUFFile f = parse(one_tensor());
+  const std::string bytes = one_tensor();  // parse() keeps pointers into it
+  GGUFFile f = parse(bytes);
   ASSERT_EQ(f.tensors().size(), 1u);
   EXPECT_EQ(f.tensors()[0].nbytes, 32u);
   EXPECT_GT(exercise(f), 0u);
@@ -216,7 +218,8 @@ TEST(GGUFBadInput, UnknownTensorType) {
   // ggml's IQ types (16..23) are real but lmkit has no layout for them: the same clear error.
   expect_parse_error(one_tensor(16, {256}, 0, 256), "unknown type 16");
   // Known to the parser, not loadable: the error comes when the tensor is asked for.
-  GGUFFile f = parse(one_tensor(11 /* q3_K */, {256}, 0, 110));
+  const std::string bytes = one_tensor(11 /* q3_K */, {256}, 0, 110);
+  GGUFFile f = parse(bytes);
   expect_error([&] { f.tensor(f.tensors()[0]); }, "q3_K, which lmkit cannot load");
 }
 
