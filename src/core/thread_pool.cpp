@@ -24,6 +24,8 @@ constexpr int kSpinIters = 20000;
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
   LMKIT_CHECK(n_threads >= 1 && n_threads <= 1024, "thread count must be in [1, 1024], got ",
               n_threads);
+  taken_ = std::make_unique<std::atomic<uint64_t>[]>(size_t(n_threads_));
+  for (int i = 0; i < n_threads_; ++i) taken_[size_t(i)].store(0, std::memory_order_relaxed);
   workers_.reserve(size_t(n_threads_ - 1));
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
@@ -56,14 +58,15 @@ void ThreadPool::dispatch(Thunk thunk, void *ctx) {
   ctx_ = ctx;
   error_ = nullptr;
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
+  const uint64_t g = generation_.fetch_add(1, std::memory_order_release) + 1;
   generation_.notify_all();
-  try {
-    thunk(ctx, 0, n_threads_);
-  } catch (...) {
-    std::lock_guard<std::mutex> lk(error_mu_);
-    if (!error_) error_ = std::current_exception();
-  }
+  run_share(0);
+  // Shares whose workers have not started yet (asleep or descheduled) are run here.
+  for (int i = 1; i < n_threads_; ++i)
+    if (claim(i, g)) {
+      run_share(i);
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+    }
   // Spin briefly, then yield: with more threads than cores a worker may need this core.
   for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
     if (spin < kSpinIters)
@@ -90,13 +93,25 @@ void ThreadPool::worker(int index) {
     }
     seen = g;
     if (stop_.load(std::memory_order_acquire)) return;
-    try {
-      thunk_(ctx_, index, n_threads_);
-    } catch (...) {
-      std::lock_guard<std::mutex> lk(error_mu_);
-      if (!error_) error_ = std::current_exception();
-    }
+    // A late wake-up may find its share already run by the caller (or its generation over).
+    if (!claim(index, g)) continue;
+    run_share(index);
     pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+bool ThreadPool::claim(int share, uint64_t g) {
+  uint64_t prev = taken_[size_t(share)].load(std::memory_order_acquire);
+  return prev < g &&
+         taken_[size_t(share)].compare_exchange_strong(prev, g, std::memory_order_acq_rel);
+}
+
+void ThreadPool::run_share(int share) {
+  try {
+    thunk_(ctx_, share, n_threads_);
+  } catch (...) {
+    std::lock_guard<std::mutex> lk(error_mu_);
+    if (!error_) error_ = std::current_exception();
   }
 }
 

@@ -1,11 +1,15 @@
 // A persistent thread pool for data-parallel loops: fixed workers, static even partitioning (so
 // results never depend on timing), a short spin before sleeping so per-token calls stay cheap.
-// Not a task scheduler: no futures, no work stealing, no nesting.
+// A share whose worker has not woken up by the time the caller finishes its own is run by the
+// caller (same share, same thread index: results are unchanged), so a loaded machine where a
+// worker is descheduled does not stall every parallel loop for a scheduler time slice.
+// Not a task scheduler: no futures, no work stealing between running threads, no nesting.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -52,6 +56,8 @@ class ThreadPool {
   using Thunk = void (*)(void *, int, int);
   void dispatch(Thunk thunk, void *ctx);
   void worker(int index);
+  bool claim(int share, uint64_t generation);  // true once per share and generation
+  void run_share(int share);
 
   int n_threads_;
   std::vector<std::thread> workers_;
@@ -59,6 +65,8 @@ class ThreadPool {
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> busy_{false};
+  // taken_[i]: the last generation whose share i was claimed (by worker i or by the caller).
+  std::unique_ptr<std::atomic<uint64_t>[]> taken_;
   Thunk thunk_ = nullptr;
   void *ctx_ = nullptr;
   std::mutex error_mu_;
