@@ -113,6 +113,7 @@ int run_demo(const DemoFlags &f) {
   say(str_cat("\nThe model is a Hugging Face folder: ", m, "  (", secs / 60, " min ", secs % 60,
               " s in all)\n", "Next:\n", "  ./build/lmkit generate -m ", m,
               " -p \"Once upon a time\" -n 100\n", "  ./build/lmkit chat -m ", m, "\n",
+              "  ./build/lmkit serve -m ", m, "   # OpenAI API + chat page at http://127.0.0.1:8080\n",
               "  ./build/lmkit eval ppl -m ", m, " -f ", corpus.string(), " --ctx 128\n",
               "  ./build/lmkit train --resume ", run.string(), " --steps ", 2 * cfg.steps,
               "   # keep training the same run\n"));

@@ -28,6 +28,7 @@ void add_eval(CLI::App &app, Action &run);      // eval ppl
 void add_quantize(CLI::App &app, Action &run);  // quantize, convert
 void add_bench(CLI::App &app, Action &run);
 void add_simulate(CLI::App &app, Action &run);  // pipeline schedule simulator
+void add_serve(CLI::App &app, Action &run);     // OpenAI-compatible HTTP server
 
 // Flags shared by the verbs that load a model.
 struct ModelFlags {

@@ -18,6 +18,7 @@ int main(int argc, char **argv) {
   add_demo(app, run);
   add_generate(app, run);
   add_chat(app, run);
+  add_serve(app, run);
   add_tokenize(app, run);
   add_inspect(app, run);
   add_tokenizer(app, run);

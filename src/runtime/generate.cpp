@@ -26,6 +26,39 @@ std::pair<size_t, bool> stop_scan(std::string_view text, const std::vector<std::
   return {hold, false};
 }
 
+Continuation::Continuation(const Tokenizer &tok, std::span<const int32_t> prompt,
+                           const GenerateOptions &opt)
+    : tok_(tok), opt_(opt), dec_(tok) {
+  // Prime the stream decoder with the prompt so the continuation decodes in context.
+  for (int32_t t : prompt) dec_.feed(t);
+  if (opt.max_tokens == 0) finish_reason_ = "length";
+}
+
+std::string Continuation::finish(const char *reason) {
+  finish_reason_ = reason;
+  if (finish_reason_ != "length") return {};
+  // Out of budget: whatever is held back is released, unless it completes a stop string.
+  pending_ += dec_.flush();
+  auto [cut, match] = stop_scan(pending_, opt_.stop);
+  return pending_.substr(0, match ? cut : pending_.size());
+}
+
+std::string Continuation::push(int32_t t) {
+  LMKIT_CHECK(!done(), "generation already finished");
+  ++n_generated_;
+  if (!opt_.ignore_eos && tok_.is_end_of_generation(t)) return finish("stop");
+  pending_ += dec_.feed(t);
+  auto [cut, match] = stop_scan(pending_, opt_.stop);
+  std::string out = pending_.substr(0, cut);
+  if (match) {
+    finish("stop");
+    return out;
+  }
+  pending_.erase(0, cut);
+  if (n_generated_ == opt_.max_tokens) out += finish("length");
+  return out;
+}
+
 GenerateResult generate(Session &s, const Tokenizer &tok, std::span<const int32_t> prompt,
                         const GenerateOptions &opt, const TextSink &sink) {
   LMKIT_CHECK(!prompt.empty(), "generate: the prompt has no tokens");
@@ -35,10 +68,7 @@ GenerateResult generate(Session &s, const Tokenizer &tok, std::span<const int32_
   GenerateResult r;
   Sampler sampler(opt.sampling);
   const int64_t V = s.model().config().n_vocab;
-
-  // Prime the stream decoder with the prompt so the continuation decodes in context.
-  StreamDecoder dec(tok);
-  for (int32_t t : prompt) dec.feed(t);
+  Continuation cont(tok, prompt, opt);
 
   double t0 = now_seconds();
   const float *logits = s.sync(prompt);
@@ -46,39 +76,17 @@ GenerateResult generate(Session &s, const Tokenizer &tok, std::span<const int32_
   double t1 = now_seconds();
   r.prefill_s = t1 - t0;
 
-  std::string pending;  // decoded but not yet emitted (may be the start of a stop string)
-  bool stopped = false;
-  auto emit = [&](std::string_view piece) {
-    r.text.append(piece);
-    if (sink && !sink(piece)) stopped = true;
-  };
-  r.finish_reason = "length";
-  for (int64_t i = 0; i < opt.max_tokens && !stopped; ++i) {
+  while (!cont.done()) {
     int32_t t = sampler.sample(logits, V, s.tokens());
     r.tokens.push_back(t);
-    if (!opt.ignore_eos && tok.is_end_of_generation(t)) {
-      r.finish_reason = "stop";
-      break;
-    }
-    pending += dec.feed(t);
-    auto [cut, match] = stop_scan(pending, opt.stop);
-    emit(std::string_view(pending).substr(0, cut));
-    if (match) {
-      pending.clear();
-      r.finish_reason = "stop";
-      break;
-    }
-    pending.erase(0, cut);
-    if (i + 1 == opt.max_tokens || stopped) break;
+    std::string piece = cont.push(t);
+    r.text += piece;
+    if (sink && !sink(piece)) cont.stop();
+    if (cont.done()) break;
     logits = s.eval(std::span<const int32_t>(&t, 1));
     ++r.n_decode;
   }
-  if (stopped) r.finish_reason = "stop";
-  if (r.finish_reason == "length") {
-    pending += dec.flush();
-    auto [cut, match] = stop_scan(pending, opt.stop);
-    emit(std::string_view(pending).substr(0, match ? cut : pending.size()));
-  }
+  r.finish_reason = cont.finish_reason();
   r.decode_s = now_seconds() - t1;
   return r;
 }

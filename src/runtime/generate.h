@@ -34,6 +34,32 @@ struct GenerateResult {
   double decode_tok_s() const { return decode_s > 0 ? double(n_decode) / decode_s : 0; }
 };
 
+// The text side of one generation, shared by generate() and the server's batch scheduler: fed the
+// sampled tokens one at a time, it decodes them as a continuation of the prompt, holds back text
+// that may begin a stop string, and says when generation ends (end-of-generation token, stop
+// string, or the token budget).
+class Continuation {
+ public:
+  Continuation(const Tokenizer &tok, std::span<const int32_t> prompt, const GenerateOptions &opt);
+  // Takes the next sampled token; returns the text it releases. Check done() afterwards.
+  std::string push(int32_t t);
+  // Ends the generation early (client gone, caller's sink refused): finish_reason "stop".
+  void stop() { finish("stop"); }
+  bool done() const { return !finish_reason_.empty(); }
+  // "stop" or "length" once done(), "" before.
+  const std::string &finish_reason() const { return finish_reason_; }
+  int64_t n_generated() const { return n_generated_; }
+
+ private:
+  std::string finish(const char *reason);
+  const Tokenizer &tok_;
+  const GenerateOptions &opt_;
+  StreamDecoder dec_;
+  std::string pending_;  // decoded but held back (may be the start of a stop string)
+  std::string finish_reason_;
+  int64_t n_generated_ = 0;
+};
+
 // Streams text pieces as they complete; return false to stop early (finish_reason "stop").
 using TextSink = std::function<bool(std::string_view)>;
 
