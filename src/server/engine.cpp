@@ -178,6 +178,7 @@ void Engine::run() {
   // Shutting down: nothing more runs; every waiting request gets its final event.
   for (auto &s : active_) finish(*s, "cancelled");
   active_.clear();
+  deliver();
   std::lock_guard lk(mu_);
   for (auto &j : queue_) j->push(cancelled_event());
   queue_.clear();
@@ -213,8 +214,11 @@ void Engine::admit(std::vector<std::shared_ptr<Job>> &incoming) {
     }
     active_.push_back(std::move(seq));
   }
-  std::lock_guard lk(mu_);
-  stats_.active = active_.size();
+  {
+    std::lock_guard lk(mu_);
+    stats_.active = active_.size();
+  }
+  deliver();
 }
 
 void Engine::finish(Seq &s, const std::string &reason, const std::string &error) {
@@ -233,7 +237,7 @@ void Engine::finish(Seq &s, const std::string &reason, const std::string &error)
     for (size_t i = 0; i < s.emb_sum.size(); ++i)
       e.embedding[i] = float(norm > 0 ? s.emb_sum[i] / norm : 0.0);
   }
-  s.job->push(std::move(e));
+  outbox_.emplace_back(s.job, std::move(e));
   s.next = -2;  // marks the sequence finished (removed after the step)
   std::lock_guard lk(mu_);
   ++stats_.jobs_done;
@@ -252,7 +256,7 @@ void Engine::step() {
   for (auto &s : active_)
     if (s->job->cancelled()) finish(*s, "cancelled");
   std::erase_if(active_, [](const auto &s) { return s->next == -2; });
-  if (active_.empty()) return;
+  if (active_.empty()) return deliver();
 
   // The batch: one row per decoding sequence, then prompt chunks in arrival order.
   std::vector<int32_t> tokens, pos;
@@ -346,7 +350,7 @@ void Engine::step() {
         s.first_token = false;
         record_ttft(now_seconds() - s.job->t_submit_);
       }
-      s.job->push(std::move(e));
+      outbox_.emplace_back(s.job, std::move(e));
       if (s.cont.done())
         finish(s, s.cont.finish_reason());
       else
@@ -360,7 +364,7 @@ void Engine::step() {
     }
   }
   std::erase_if(active_, [](const auto &s) { return s->next == -2; });
-  std::lock_guard lk(mu_);
+  std::unique_lock lk(mu_);
   ++stats_.steps;
   stats_.active = active_.size();
   stats_.tokens_generated += uint64_t(generated);
@@ -368,6 +372,13 @@ void Engine::step() {
   const double now = now_seconds();
   recent_.emplace_back(now, generated);
   while (!recent_.empty() && now - recent_.front().first > 5.0) recent_.pop_front();
+  lk.unlock();
+  deliver();
+}
+
+void Engine::deliver() {
+  for (auto &[job, e] : outbox_) job->push(std::move(e));
+  outbox_.clear();
 }
 
 }  // namespace lmkit::serve

@@ -124,6 +124,7 @@ class Engine {
   void step();
   void finish(Seq &s, const std::string &reason, const std::string &error = {});
   void record_ttft(double seconds);
+  void deliver();  // hands the outbox's events to their jobs (after the stats count them)
 
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tok_;
@@ -136,6 +137,7 @@ class Engine {
   std::vector<std::vector<int32_t>> slot_tokens_;  // tokens whose K/V each slot holds
   std::vector<std::unique_ptr<Seq>> active_;
   std::vector<float> logits_;
+  std::vector<std::pair<std::shared_ptr<Job>, Event>> outbox_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -94,7 +94,13 @@ TEST(Api, ModelsHealthMetricsAndPage) {
   EXPECT_TRUE(r.has("Content-Type: text/html; charset=utf-8") ||
               r.head.find("text/html") != std::string::npos);
   s.post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 3}});
-  r = request(s.port(), "GET", "/metrics");
+  // A request is counted once its handler returns, just after its response went out.
+  const std::string counted = "lmkit_requests_total{route=\"/v1/completions\",status=\"200\"} 1";
+  for (int i = 0; i < 100; ++i) {
+    r = request(s.port(), "GET", "/metrics");
+    if (r.body.find(counted) != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   ASSERT_EQ(r.status, 200);
   EXPECT_NE(r.body.find("lmkit_requests_total{route=\"/v1/completions\",status=\"200\"} 1"),
             std::string::npos)
