@@ -156,6 +156,22 @@ void check_neutral(const json &body) {
   if (const json *v = field(body, "model"); v && !v->is_string()) bad_type("model", *v, "a string");
 }
 
+// OpenAI refuses arguments it does not know ("Unrecognized request argument supplied"); so does
+// lmkit, rather than silently ignoring a misspelt option. `known`: the route's own arguments.
+void check_known(const json &body, std::initializer_list<std::string_view> known) {
+  static constexpr std::string_view shared[] = {
+      "model", "user", "max_tokens", "temperature", "top_p", "seed", "stop", "n", "logprobs",
+      "stream", "stream_options", "presence_penalty", "frequency_penalty", "logit_bias",
+      // llama.cpp-style extensions
+      "top_k", "min_p", "repeat_penalty", "repeat_last_n", "ignore_eos"};
+  for (const auto &[key, value] : body.items()) {
+    auto is_key = [&](std::string_view k) { return key == k; };
+    if (std::none_of(known.begin(), known.end(), is_key) &&
+        std::none_of(std::begin(shared), std::end(shared), is_key))
+      bad(key, "unrecognized request argument supplied: " + key, "unknown_parameter");
+  }
+}
+
 std::vector<std::string> get_stop(const json &body) {
   const json *v = field(body, "stop");
   if (!v) return {};
@@ -513,6 +529,11 @@ json parse_body(const http::Request &req) {
 int Api::completions(const http::Request &req, http::Response &res, bool chat) {
   const json body = parse_body(req);
   const Tokenizer &tok = engine_.tokenizer();
+  if (chat)
+    check_known(body, {"messages", "max_completion_tokens", "top_logprobs", "response_format",
+                       "tools", "tool_choice", "parallel_tool_calls", "store", "metadata"});
+  else
+    check_known(body, {"prompt", "echo", "best_of", "suffix"});
   check_neutral(body);
 
   // --- prompts ---
@@ -843,6 +864,10 @@ int Api::completions(const http::Request &req, http::Response &res, bool chat) {
 int Api::embeddings(const http::Request &req, http::Response &res) {
   const json body = parse_body(req);
   const Tokenizer &tok = engine_.tokenizer();
+  for (const auto &[key, value] : body.items())
+    if (key != "model" && key != "input" && key != "encoding_format" && key != "dimensions" &&
+        key != "user")
+      bad(key, "unrecognized request argument supplied: " + key, "unknown_parameter");
   if (const json *v = field(body, "model"); v && !v->is_string()) bad_type("model", *v, "a string");
   get_string(body, "user", "");
   const std::string format = get_string(body, "encoding_format", "float");

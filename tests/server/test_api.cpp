@@ -313,6 +313,9 @@ TEST(Api, BadRequestsGet400WithOpenAIErrorBodies) {
       {"/v1/embeddings", R"({"input": 3})", 400, "input"},
       {"/v1/embeddings", R"({"input": "hi", "encoding_format": "hex"})", 400, "encoding_format"},
       {"/v1/embeddings", R"({})", 400, "input"},
+      {"/v1/chat/completions", "{" + msgs + R"(, "temprature": 0.5})", 400, "temprature"},
+      {"/v1/completions", R"({"prompt": "Once", "messages": []})", 400, "messages"},
+      {"/v1/embeddings", R"({"input": "hi", "stream": true})", 400, "stream"},
   };
   for (const Case &c : cases) {
     ClientResponse r = request(s.port(), "POST", c.path, c.body);
