@@ -427,9 +427,19 @@ void Api::handle(const http::Request &req, http::Response &res) {
     if (!res.started())
       res.send(500, "application/json", error_body({500, e.what(), "", ""}), kCors);
   }
-  const bool known = req.path == "/" || req.path == "/health" || req.path == "/metrics" ||
-                     req.path.starts_with("/v1/");
-  count(known ? req.path : "other", status);
+  // Metric labels from a fixed set (never the raw path: clients could grow the map without end).
+  static const char *routes[] = {"/",
+                                 "/health",
+                                 "/metrics",
+                                 "/v1/models",
+                                 "/v1/completions",
+                                 "/v1/chat/completions",
+                                 "/v1/embeddings"};
+  const char *label = req.path.starts_with("/v1/models/") ? "/v1/models/{id}" : "other";
+  for (const char *r : routes)
+    if (req.path == r) label = r;
+  if (web::find_asset(req.path) && req.path != "/") label = "/{asset}";
+  count(label, status);
 }
 
 int Api::route(const http::Request &req, http::Response &res) {

@@ -108,6 +108,9 @@ TEST(Api, ModelsHealthMetricsAndPage) {
   EXPECT_NE(r.body.find("lmkit_generated_tokens_total 3"), std::string::npos) << r.body;
   EXPECT_NE(r.body.find("lmkit_time_to_first_token_seconds_count 1"), std::string::npos);
   EXPECT_NE(r.body.find("# TYPE lmkit_queue_depth gauge"), std::string::npos);
+  // Labels come from a fixed set, never from the client's path.
+  EXPECT_NE(r.body.find("route=\"/v1/models/{id}\",status=\"404\""), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("gpt-4"), std::string::npos);
 }
 
 // Temperature 0 through the server equals `lmkit generate`, with and without company.
