@@ -8,6 +8,7 @@
 #include "apps/commands.h"
 #include "core/error.h"
 #include "core/mmap.h"
+#include "parallel/distributed.h"
 #include "train/trainer.h"
 
 namespace lmkit::app {
@@ -90,6 +91,11 @@ json parse_setting(const std::string &name, const std::string &text,
 struct TrainFlags {
   std::string out, preset, config, resume;
   bool quiet = false;
+  int dp = 1;
+  int64_t micro_batches = 0;
+  CLI::Option *micro_batches_opt = nullptr;  // given or not
+  double bucket_mb = 4, comm_timeout = 0;
+  bool no_overlap = false;
   std::map<std::string, std::string> settings;  // flags given, by setting name
   std::map<std::string, CLI::Option *> options;
 };
@@ -116,7 +122,8 @@ int run_train(const TrainFlags &f) {
     for (const auto &[name, text] : given)
       LMKIT_CHECK(name == "steps" || name == "tokens" || name == "threads",
                   "--resume keeps the run's settings; only --steps, --tokens and --threads may "
-                  "change (got --", name, ")");
+                  "change (got --",
+                  name, ")");
   } else {
     LMKIT_CHECK(!run_dir.empty(), "--out DIR is required (where the run is written)");
     if (!f.preset.empty()) cfg = train_preset(f.preset);
@@ -136,11 +143,38 @@ int run_train(const TrainFlags &f) {
   json over = json::object();
   for (const auto &[name, text] : given) over[name] = parse_setting(name, text, defaults.at(name));
   cfg.merge_json(over, "flags");
+  // --micro-batches M: the micro-batches of one step over the whole data-parallel group (the
+  // global batch is batch_size x M at any --dp); one process runs them as gradient accumulation.
+  if (f.micro_batches_opt->count() > 0) {
+    LMKIT_CHECK(f.micro_batches >= 1, "--micro-batches must be at least 1, got ", f.micro_batches);
+    LMKIT_CHECK(!given.count("grad_accum") || cfg.grad_accum == f.micro_batches,
+                "--micro-batches and --grad-accum name the same setting: give one");
+    LMKIT_CHECK(f.resume.empty() || cfg.grad_accum == f.micro_batches, "--resume keeps the run's ",
+                cfg.grad_accum, " micro-batches per step (got --micro-batches ", f.micro_batches,
+                ")");
+    cfg.grad_accum = f.micro_batches;
+  }
+  LMKIT_CHECK(f.dp >= 1, "--dp must be at least 1, got ", f.dp);
+  LMKIT_CHECK(f.bucket_mb > 0, "--bucket-mb must be positive, got ", f.bucket_mb);
+  LMKIT_CHECK(f.comm_timeout >= 0, "--comm-timeout must not be negative");
 
   TrainOptions opt;
   opt.resume = !f.resume.empty();
   opt.progress = !f.quiet;
-  TrainResult r = train(cfg, run_dir, opt);
+  TrainResult r;
+  ParallelOptions par;
+  par.dp = f.dp;
+  par.bucket_bytes = std::max<size_t>(1, size_t(f.bucket_mb * 1024 * 1024));
+  par.overlap = !f.no_overlap;
+  par.comm_timeout = f.comm_timeout;
+  if (wants_mpi(par)) {
+    // Every rank has passed the checks above before MPI_Init returns anywhere, so rank 0 cannot
+    // have written train_config.json yet when another rank looks for it.
+    cfg.validate();
+    if (!train_distributed(cfg, run_dir, opt, par, r)) return 0;  // only rank 0 reports
+  } else {
+    r = train(cfg, run_dir, opt);
+  }
   if (!f.quiet) {
     std::string msg = str_cat("lmkit train: ", r.steps, " steps, loss ", r.final_loss);
     if (r.final_val_loss == r.final_val_loss)
@@ -152,7 +186,8 @@ int run_train(const TrainFlags &f) {
       msg += str_cat("  final model: ", r.final_dir, "\n  try: ./build/lmkit generate -m ",
                      r.final_dir, " -p \"Once upon a time\"\n");
     else
-      msg += str_cat("  stopped early; continue with: ./build/lmkit train --resume ", run_dir, "\n");
+      msg +=
+          str_cat("  stopped early; continue with: ./build/lmkit train --resume ", run_dir, "\n");
     std::fputs(msg.c_str(), stderr);
   }
   return 0;
@@ -164,14 +199,30 @@ void add_train(CLI::App &app, Action &run) {
   auto f = std::make_shared<TrainFlags>();
   CLI::App *cmd = app.add_subcommand(
       "train", "Train a model on token shards (from scratch or fine-tuning), resumably");
-  cmd->add_option("--out", f->out, "Run folder: train_config.json, metrics.jsonl, loss.svg, "
-                                   "checkpoints/, final/");
+  cmd->add_option("--out", f->out,
+                  "Run folder: train_config.json, metrics.jsonl, loss.svg, "
+                  "checkpoints/, final/");
   cmd->add_option("--preset", f->preset, str_cat("Start from a preset: ", train_preset_names()));
-  cmd->add_option("--config", f->config, "Start from a JSON file of settings (names as below, "
-                                         "with '_'); flags override it");
+  cmd->add_option("--config", f->config,
+                  "Start from a JSON file of settings (names as below, "
+                  "with '_'); flags override it");
   cmd->add_option("--resume", f->resume,
                   "Continue RUN_DIR from its newest checkpoint, exactly as if never stopped");
   cmd->add_flag("--quiet", f->quiet, "No progress bar or summary");
+  cmd->add_option("--dp", f->dp,
+                  "Data-parallel ranks; launch with mpirun -np N (each runs a share of every "
+                  "step's micro-batches; results equal one process within fp32 rounding)");
+  f->micro_batches_opt = cmd->add_option(
+      "--micro-batches", f->micro_batches,
+      "Micro-batches per optimizer step over all ranks (global batch = batch-size x "
+      "M; same as --grad-accum)");
+  cmd->add_option("--bucket-mb", f->bucket_mb,
+                  "Data parallel: MiB of gradients per all-reduce bucket (default 4)");
+  cmd->add_flag("--no-overlap", f->no_overlap,
+                "Data parallel: sum gradients after backward instead of during it");
+  cmd->add_option("--comm-timeout", f->comm_timeout,
+                  "Data parallel: seconds a rank waits for the others before it fails (default "
+                  "300, or LMKIT_COMM_TIMEOUT)");
   const nlohmann::ordered_json defaults = TrainConfig{}.to_json();
   for (auto it = defaults.begin(); it != defaults.end(); ++it) {
     std::string flag = it.key();

@@ -237,16 +237,21 @@ void rope_(Context &c, Var x, const float *cos, const float *sin, int64_t n_head
 // ---- attention -------------------------------------------------------------------------------
 
 Var attention(Context &c, Var qkv, std::span<const AttnSeq> seqs, const int32_t *pos,
-              const AttnShape &s, float *pattern) {
+              const AttnShape &s, float *pattern, std::span<const KVGrad> kv_grad) {
   const int64_t n = qkv.rows, q_dim = s.n_head * s.head_dim;
   LMKIT_CHECK(!pattern || seqs.size() == 1, "attention patterns are reported for one sequence");
   Var z = c.new_var(n, q_dim);
   float *lse = c.recording() ? c.scratch(n * s.n_head) : nullptr;
+  LMKIT_CHECK(kv_grad.empty() || kv_grad.size() == seqs.size(), "attention: ", kv_grad.size(),
+              " key-gradient buffers for ", seqs.size(), " sequences");
   int64_t max_kv = 1;
-  for (const AttnSeq &q : seqs) {
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const AttnSeq &q = seqs[i];
     max_kv = std::max(max_kv, q.n_kv);
-    LMKIT_CHECK(!c.recording() || q.in_batch,
-                "training attends within the batch; cached keys cannot take gradients");
+    LMKIT_CHECK(!c.recording() || q.in_batch ||
+                    (!kv_grad.empty() && kv_grad[i].dk && kv_grad[i].dv),
+                "training attends within the batch or to a KVStore; cached keys cannot take "
+                "gradients");
   }
   float *scratch = c.scratch(int64_t(c.pool().size()) * max_kv * 2);
   const int64_t tasks = int64_t(seqs.size()) * s.n_head;
@@ -281,8 +286,11 @@ Var attention(Context &c, Var qkv, std::span<const AttnSeq> seqs, const int32_t 
   });
   if (!c.recording() || !qkv.tracked()) return z;
   std::vector<AttnSeq> kept(seqs.begin(), seqs.end());
+  std::vector<KVGrad> kept_grad(seqs.size());
+  if (!kv_grad.empty()) kept_grad.assign(kv_grad.begin(), kv_grad.end());
   const int32_t *kpos = keep_ids(c, pos, n);
-  c.record([&c, qkv, z, lse, kept = std::move(kept), kpos, s, max_kv] {
+  c.record([&c, qkv, z, lse, kept = std::move(kept), kept_grad = std::move(kept_grad), kpos, s,
+            max_kv] {
     float *gq = c.grad(qkv);
     const float *gz = c.grad(z);
     const int64_t ld_gq = c.grad_ld(qkv), ld_gz = c.grad_ld(z);
@@ -291,6 +299,7 @@ Var attention(Context &c, Var qkv, std::span<const AttnSeq> seqs, const int32_t 
     c.pool().parallel_for(tasks, [&](int64_t t0, int64_t t1, int ti) {
       for (int64_t t = t0; t < t1; ++t) {
         const AttnSeq &q = kept[size_t(t / s.n_head_kv)];
+        const KVGrad &qg = kept_grad[size_t(t / s.n_head_kv)];
         const int64_t hk = t % s.n_head_kv, rb = q.row_begin;
         kernels::AttentionBwdArgs a;
         a.q = qkv.row(rb);
@@ -306,9 +315,10 @@ Var attention(Context &c, Var qkv, std::span<const AttnSeq> seqs, const int32_t 
         a.lse = lse + rb * s.n_head;
         a.dq = gq + rb * ld_gq;
         a.ld_dq = ld_gq;
-        // k/v live in qkv's rows, so their gradients sit at the same offsets in its gradient.
-        a.dk = gq + (q.k - qkv.data);
-        a.dv = gq + (q.v - qkv.data);
+        // In the batch, k/v live in qkv's rows, so their gradients sit at the same offsets in
+        // its gradient; otherwise they accumulate in the caller's buffers (a KVStore).
+        a.dk = q.in_batch ? gq + (q.k - qkv.data) : qg.dk;
+        a.dv = q.in_batch ? gq + (q.v - qkv.data) : qg.dv;
         a.q_pos = kpos + rb;
         a.n_q = q.row_end - rb;
         a.n_kv = q.n_kv;
@@ -325,6 +335,49 @@ Var attention(Context &c, Var qkv, std::span<const AttnSeq> seqs, const int32_t 
     });
   });
   return z;
+}
+
+AttnSeq KVStore::seq(int64_t row_begin, int64_t row_end, int64_t n_kv) const {
+  LMKIT_CHECK(n_kv >= 1 && n_kv <= n_ctx, "KV store: ", n_kv, " keys do not fit its ", n_ctx,
+              " positions");
+  AttnSeq a;
+  a.row_begin = row_begin;
+  a.row_end = row_end;
+  a.k = k;
+  a.v = v;
+  a.ld_head = ld_head();
+  a.ld_row = head_dim;
+  a.n_kv = n_kv;
+  return a;
+}
+
+void kv_store_append(Context &c, Var qkv, int64_t k_col, int64_t v_col, const KVStore &s,
+                     int64_t pos0) {
+  const int64_t n = qkv.rows, hd = s.head_dim, kv_dim = s.n_head_kv * hd;
+  LMKIT_CHECK(pos0 >= 0 && pos0 + n <= s.n_ctx, "KV store: positions [", pos0, ", ", pos0 + n,
+              ") exceed its ", s.n_ctx);
+  LMKIT_CHECK(k_col >= 0 && k_col + kv_dim <= qkv.cols && v_col >= 0 && v_col + kv_dim <= qkv.cols,
+              "KV store: K/V columns outside the QKV rows");
+  const int64_t ldh = s.ld_head();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t g = 0; g < s.n_head_kv; ++g) {
+      std::memcpy(s.k + g * ldh + (pos0 + i) * hd, qkv.row(i) + k_col + g * hd, size_t(hd) * 4);
+      std::memcpy(s.v + g * ldh + (pos0 + i) * hd, qkv.row(i) + v_col + g * hd, size_t(hd) * 4);
+    }
+  if (!c.recording() || !qkv.tracked()) return;
+  c.record([&c, qkv, k_col, v_col, s, pos0, n, hd, ldh] {
+    float *g = c.grad(qkv);
+    const int64_t ld = c.grad_ld(qkv);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t h = 0; h < s.n_head_kv; ++h) {
+        float *gk = g + i * ld + k_col + h * hd, *gv = g + i * ld + v_col + h * hd;
+        const float *sk = s.dk + h * ldh + (pos0 + i) * hd, *sv = s.dv + h * ldh + (pos0 + i) * hd;
+        for (int64_t d = 0; d < hd; ++d) {
+          gk[d] += sk[d];
+          gv[d] += sv[d];
+        }
+      }
+  });
 }
 
 // ---- activations -----------------------------------------------------------------------------

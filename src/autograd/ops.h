@@ -48,6 +48,12 @@ struct AttnSeq {
   int64_t ld_head = 0, ld_row = 0, n_kv = 0;
   bool in_batch = false;  // k/v are the batch's own qkv rows: gradients flow into them
 };
+// Where the gradients of a sequence's keys outside the batch accumulate (same layout as its k
+// and v): a sequence chunk attending to the kept keys of its earlier chunks and its own (see
+// KVStore). Null: they take none (a KV cache).
+struct KVGrad {
+  float *dk = nullptr, *dv = nullptr;
+};
 struct AttnShape {
   int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
   int64_t window = 0;  // sliding window (0 = none)
@@ -55,8 +61,30 @@ struct AttnShape {
 };
 // z(n, n_head*head_dim) = causal attention of the queries in qkv (columns [0, q_dim)) over each
 // sequence's keys. pattern, if not null: (n_head, n, n_kv) probabilities (one sequence only).
+// kv_grad: empty, or one per sequence (used for those not in the batch, when recording).
 Var attention(Context &c, Var qkv, std::span<const AttnSeq> seqs, const int32_t *pos,
-              const AttnShape &s, float *pattern = nullptr);
+              const AttnShape &s, float *pattern = nullptr, std::span<const KVGrad> kv_grad = {});
+
+// One sequence's keys and values kept across chunks recorded in separate contexts (Seq1F1B):
+// chunk i's queries attend to the K/V of chunks 0..i, kept from their forwards (not recomputed),
+// and its backward adds to the K/V gradients of every earlier chunk. Head-major like the KV cache:
+// k[hk*ld_head + pos*head_dim + d]; dk, dv accumulate with the same layout (start at zero).
+struct KVStore {
+  float *k = nullptr, *v = nullptr, *dk = nullptr, *dv = nullptr;
+  int64_t n_head_kv = 0, head_dim = 0, n_ctx = 0;
+  int64_t ld_head() const { return n_ctx * head_dim; }
+  // The keys of positions [0, n_kv) as one sequence of an attention call, and where their
+  // gradients go.
+  AttnSeq seq(int64_t row_begin, int64_t row_end, int64_t n_kv) const;
+  KVGrad grad() const { return {dk, dv}; }
+};
+// Copies the K and V columns of qkv (after RoPE; K at column k_col, V at v_col) of rows at
+// positions [pos0, pos0 + rows) into the store. When recording, its backward adds the store's
+// dK/dV of those positions into qkv's gradient: record it before the attention that reads the
+// store, so it runs after that attention's backward; chunks run backward last chunk first, so the
+// store then holds every later chunk's contribution too.
+void kv_store_append(Context &c, Var qkv, int64_t k_col, int64_t v_col, const KVStore &s,
+                     int64_t pos0);
 
 Var swiglu(Context &c, Var gate, Var up);      // silu(gate) * up
 Var gelu(Context &c, Var x, bool tanh_approx);  // GELU (erf) or GPT-2's tanh form

@@ -369,11 +369,14 @@ std::vector<ParamRef> trainable_params(const Model &m, ag::GradStore &grads) {
 
 double accumulate_gradients(const Model &m, ag::GradStore &grads,
                             std::span<const MicroBatchView> micro, ThreadPool &pool, Arena &arena,
-                            const RopeTable &rope) {
+                            const RopeTable &rope, const AccumulateOptions &o) {
   int64_t n_targets = 0;
   for (const MicroBatchView &mb : micro)
     for (int32_t t : mb.targets) n_targets += t >= 0;
-  LMKIT_CHECK(n_targets > 0, "a training step needs at least one target");
+  LMKIT_CHECK(o.n_targets > 0 || n_targets > 0, "a training step needs at least one target");
+  LMKIT_CHECK(o.n_targets == 0 || o.n_targets >= n_targets, "the step's target count ", o.n_targets,
+              " is below these micro-batches' ", n_targets);
+  if (o.n_targets > 0) n_targets = o.n_targets;
   double loss_sum = 0;
   for (const MicroBatchView &mb : micro) {
     LMKIT_CHECK(int64_t(mb.tokens.size()) == mb.B * mb.T && mb.targets.size() == mb.tokens.size(),
@@ -381,7 +384,8 @@ double accumulate_gradients(const Model &m, ag::GradStore &grads,
     BatchLayout layout(mb.B, mb.T);
     arena.reset();
     ag::Context ctx(pool, arena, /*recording=*/true, &grads);
-    ag::Var h = m.hidden(ctx, layout.view(mb.tokens, mb.B, mb.T), rope, nullptr);
+    const Hooks *hooks = o.last_hooks && &mb == &micro.back() ? o.last_hooks(ctx) : nullptr;
+    ag::Var h = m.hidden(ctx, layout.view(mb.tokens, mb.B, mb.T), rope, nullptr, hooks);
     ag::LossSum ls = ag::cross_entropy(ctx, h, m.classifier(), mb.targets.data(),
                                        float(1.0 / double(n_targets)));
     ctx.backward();
@@ -392,6 +396,8 @@ double accumulate_gradients(const Model &m, ag::GradStore &grads,
 
 TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOptions &opt) {
   cfg.validate();
+  StepSync *sync = opt.sync;
+  const bool writer = !sync || sync->writer();  // only it writes files
   fs::create_directories(run_dir);
   LMKIT_CHECK(::access(run_dir.c_str(), W_OK) == 0, run_dir, ": cannot write here");
   const DataMeta meta = data_meta_load(cfg.data);
@@ -405,6 +411,10 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
   std::optional<std::string> ckpt;
   if (opt.resume) {
     ckpt = checkpoint_latest(run_dir);
+    if (sync) {  // every process resumes from the checkpoint the writer chose
+      const std::string chosen = sync->from_writer(ckpt.value_or(""));
+      ckpt = chosen.empty() ? std::nullopt : std::optional<std::string>(chosen);
+    }
     LMKIT_CHECK(ckpt.has_value(), run_dir, ": no complete checkpoint to resume from");
   }
   ModelConfig mc;
@@ -452,8 +462,8 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
     loader.set_state(DataLoaderState::from_json(cd.state.at("data").get<std::string>()));
     step = cd.state.at("step").get<int64_t>();
     tokens_seen = cd.state.value("tokens", int64_t(0));
-    truncate_metrics(metrics_path, step);
-    std::istringstream in(read_file(metrics_path));
+    if (writer) truncate_metrics(metrics_path, step);
+    std::istringstream in(writer ? read_file(metrics_path) : std::string());
     for (std::string line; std::getline(in, line);) {
       json j = json::parse(line, nullptr, false);
       if (!j.is_object()) continue;
@@ -461,7 +471,7 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
       if (j.contains("val_loss"))
         curve.val.emplace_back(j["step"].get<double>(), j["val_loss"].get<double>());
     }
-  } else {
+  } else if (writer) {
     nlohmann::ordered_json saved = cfg.to_json();
     saved["threads"] = threads;
     write_file_atomic(run_dir + "/train_config.json", saved.dump(2) + "\n");
@@ -474,13 +484,22 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
   Arena arena(size_t(64) << 20);
   std::vector<int32_t> windows(size_t(A * B * (T + 1))), tokens(size_t(A * B * T)),
       targets(size_t(A * B * T));
+  // This process's micro-batches of each step: all of them, or its share of the step.
+  const auto [a_first, a_last] = sync ? sync->share(A) : std::pair<int64_t, int64_t>(0, A);
+  LMKIT_CHECK(0 <= a_first && a_first < a_last && a_last <= A, "micro-batches [", a_first, ", ",
+              a_last, ") of ", A, " is not a share of a step");
+  AccumulateOptions acc;
+  if (sync) {
+    acc.n_targets = A * B * T;
+    acc.last_hooks = [&](ag::Context &ctx) { return sync->watch_backward(ctx, params); };
+  }
   std::vector<MicroBatchView> micro;
-  for (int64_t a = 0; a < A; ++a)
+  for (int64_t a = a_first; a < a_last; ++a)
     micro.push_back({std::span<const int32_t>(tokens).subspan(size_t(a * B * T), size_t(B * T)),
                      std::span<const int32_t>(targets).subspan(size_t(a * B * T), size_t(B * T)), B,
                      T});
   ProgressBar bar(total, "train", ProgressBar::Unit::Count, "step");
-  if (!opt.progress) bar.set_enabled(false);
+  if (!opt.progress || !writer) bar.set_enabled(false);
   g_stop.store(false);
   auto old_int = std::signal(SIGINT, on_signal);
   auto old_term = std::signal(SIGTERM, on_signal);
@@ -505,7 +524,8 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
       for (int64_t a = 0; a < A; ++a) loader.next_batch(windows.data() + a * B * (T + 1));
       split_windows(windows.data(), A * B, T, tokens.data(), targets.data());
       const int64_t n_targets = A * B * T;
-      last_loss = accumulate_gradients(*model, grads, micro, pool, arena, rope);
+      last_loss = accumulate_gradients(*model, grads, micro, pool, arena, rope, acc);
+      if (sync) last_loss = sync->reduce(params, last_loss);
       const double norm = clip_grad_norm(params, cfg.grad_clip);
       const double lr = sched.lr(step);
       optim->step(params, lr, pool);
@@ -521,13 +541,13 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
                                      {"tokens", tokens_seen}};
       curve.train.emplace_back(double(step), last_loss);
       const bool last = step == total;
-      if (val && (step % cfg.eval_interval == 0 || last)) {
+      if (val && writer && (step % cfg.eval_interval == 0 || last)) {
         last_val = evaluate(*model, *val, cfg.eval_batches, pool, arena, rope);
         line["val_loss"] = last_val;
         curve.val.emplace_back(double(step), last_val);
         write_curve(run_dir, curve);
       }
-      if (step % cfg.log_interval == 0 || line.contains("val_loss") || last) {
+      if (writer && (step % cfg.log_interval == 0 || line.contains("val_loss") || last)) {
         std::ofstream(metrics_path, std::ios::app) << line.dump() << "\n";
       }
       char extra[160];
@@ -537,7 +557,9 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
       res.tok_s = tok_s;
       res.mfu = mfu;
       stop = g_stop.load() || (opt.on_step && !opt.on_step(line));
-      if ((cfg.ckpt_interval > 0 && step % cfg.ckpt_interval == 0) || last || stop) save();
+      if (sync) stop = sync->any(stop);
+      if (writer && ((cfg.ckpt_interval > 0 && step % cfg.ckpt_interval == 0) || last || stop))
+        save();
     }
   } catch (...) {
     std::signal(SIGINT, old_int);
@@ -547,10 +569,10 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
   bar.finish();
-  write_curve(run_dir, curve);
+  if (writer) write_curve(run_dir, curve);
 
   // RUN/final: the finished model in HF layout (replaced atomically).
-  if (step == total) {
+  if (step == total && writer) {
     const fs::path tmp = fs::path(run_dir) / ".tmp-final", fin = fs::path(run_dir) / "final";
     fs::remove_all(tmp);
     fs::create_directories(tmp);

@@ -7,8 +7,9 @@
 #include <cstdint>
 #include <functional>
 #include <span>
-#include <vector>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -23,31 +24,31 @@ struct TrainConfig {
   // Model (a fresh one; ignored when init_from is set).
   std::string family = "llama";  // llama | mistral | qwen2 | gpt2
   int64_t n_layer = 2, n_embd = 64, n_head = 4, n_head_kv = 2, n_ff = 176;
-  int64_t context = 64;          // training sequence length T
+  int64_t context = 64;  // training sequence length T
   bool tied = true;
   double rope_theta = 10000.0;
-  int64_t sliding_window = 0;    // mistral/qwen2 (0: none)
-  std::string init_from;         // a model to fine-tune instead (any format lmkit loads)
+  int64_t sliding_window = 0;  // mistral/qwen2 (0: none)
+  std::string init_from;       // a model to fine-tune instead (any format lmkit loads)
   // Data.
-  std::string data;              // a folder made by `lmkit data prepare`
+  std::string data;  // a folder made by `lmkit data prepare`
   // Optimisation.
   int64_t batch_size = 8, grad_accum = 1;
-  int64_t steps = 200;           // optimizer steps (a token budget overrides it)
-  int64_t tokens = 0;            // token budget: steps = tokens / (batch * accum * context)
+  int64_t steps = 200;              // optimizer steps (a token budget overrides it)
+  int64_t tokens = 0;               // token budget: steps = tokens / (batch * accum * context)
   std::string optimizer = "adamw";  // adamw | sgd
   double lr = 3e-3, min_lr = 3e-4;
   int64_t warmup = 20;
   std::string schedule = "cosine";  // cosine | wsd | constant
   double decay_frac = 0.2;          // wsd: fraction of steps spent decaying
   double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, momentum = 0.9;
-  double grad_clip = 1.0;           // global norm; 0 = off
+  double grad_clip = 1.0;  // global norm; 0 = off
   // Bookkeeping.
   int64_t eval_interval = 50, eval_batches = 8;
-  int64_t ckpt_interval = 100;      // 0: only the final checkpoint
+  int64_t ckpt_interval = 100;  // 0: only the final checkpoint
   int keep_ckpts = 2;
   int64_t log_interval = 1;
   uint64_t seed = 1;
-  int threads = 0;                  // 0: every hardware thread
+  int threads = 0;  // 0: every hardware thread
 
   nlohmann::ordered_json to_json() const;  // every setting, in declaration order
   // Fields present in j override this config's; unknown keys are an error.
@@ -64,16 +65,39 @@ struct TrainResult {
   double final_loss = 0, final_val_loss = 0;
   double unigram_val_loss = 0;  // the data's unigram baseline, for comparison
   double tok_s = 0, mfu = 0, peak_gflops = 0;
-  std::string final_dir;        // RUN/final (HF layout)
+  std::string final_dir;  // RUN/final (HF layout)
+};
+
+// Shares each optimizer step with other processes (data parallelism). train/ knows nothing of
+// how: parallel/ implements it over MPI (parallel/dp.h). Without one, train() runs alone.
+class StepSync {
+ public:
+  virtual ~StepSync() = default;
+  // True for the one process that writes metrics, the curve, checkpoints and the final model.
+  virtual bool writer() const = 0;
+  // The micro-batches [first, second) of a step's n that this process runs.
+  virtual std::pair<int64_t, int64_t> share(int64_t n) const = 0;
+  // Hooks for the forward pass of this process's last micro-batch of a step (null: none). They
+  // may record steps onto ctx's tape, to start summing a layer's gradients as soon as backward
+  // is done with it.
+  virtual const Hooks *watch_backward(ag::Context &ctx, std::span<const ParamRef> params) = 0;
+  // After backward: completes the sum of every gradient in params over the processes and
+  // returns the sum of `loss` over them.
+  virtual double reduce(std::span<const ParamRef> params, double loss) = 0;
+  // True on every process when `flag` is true on any (a stop request).
+  virtual bool any(bool flag) = 0;
+  // The writer's `s` on every process (which checkpoint to resume from).
+  virtual std::string from_writer(const std::string &s) = 0;
 };
 
 struct TrainOptions {
-  bool resume = false;     // continue RUN from its newest checkpoint
-  bool progress = true;    // progress bar on stderr (when it is a terminal)
-  bool quiet = false;      // no summary lines on stderr
+  bool resume = false;   // continue RUN from its newest checkpoint
+  bool progress = true;  // progress bar on stderr (when it is a terminal)
+  bool quiet = false;    // no summary lines on stderr
   // Called after every optimizer step with its metrics line; return false to stop (a checkpoint
   // is written first).
   std::function<bool(const nlohmann::ordered_json &)> on_step;
+  StepSync *sync = nullptr;  // other processes sharing each step (null: none)
 };
 
 // Trains into run_dir: train_config.json, metrics.jsonl, loss.svg, checkpoints/, final/.
@@ -88,11 +112,19 @@ struct MicroBatchView {
   std::span<const int32_t> tokens, targets;  // (B*T) each
   int64_t B = 0, T = 0;
 };
+struct AccumulateOptions {
+  // The loss is a mean over this many targets (a whole step's, when other processes run the
+  // rest of its micro-batches); 0: the targets of the micro-batches given.
+  int64_t n_targets = 0;
+  // Called with the last micro-batch's context before its forward; the hooks it returns (may be
+  // null) run in that forward.
+  std::function<const Hooks *(ag::Context &)> last_hooks;
+};
 // Forward and backward of every micro-batch, accumulating into `grads` the gradient of the mean
 // loss over all their targets (so accumulation equals one big batch). Returns that mean loss.
 double accumulate_gradients(const Model &m, ag::GradStore &grads,
                             std::span<const MicroBatchView> micro, ThreadPool &pool, Arena &arena,
-                            const RopeTable &rope);
+                            const RopeTable &rope, const AccumulateOptions &o = {});
 
 // The ModelConfig a TrainConfig builds for a vocabulary (bos/eos: the data's separator token).
 ModelConfig train_model_config(const TrainConfig &c, int64_t n_vocab, int32_t bos, int32_t eos);
