@@ -2,10 +2,12 @@
 // llama-server): N concurrent clients each stream completions (one SSE chunk per token) until a
 // request count or a duration is reached. Reports aggregate decode tok/s, time to first token
 // (p50/p99), errors, and the server's resident memory over time when given its pid. Loopback
-// plain HTTP only; not a general HTTP client.
+// plain HTTP only; not a general HTTP client. Requests sample as llama.cpp does by default (top-k
+// 40, top-p 0.95, min-p 0.05; temperature 0.8 unless --temperature), so both servers do the same
+// sampling work.
 //
 //   serve_load --port 8080 --clients 16 --requests 4 --max-tokens 128 [--duration 60]
-//              [--prompt TEXT] [--pid PID] [--json]
+//              [--temperature 0.8] [--prompt TEXT] [--pid PID] [--json]
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -35,6 +37,7 @@ struct Options {
   int requests = 1;     // per client (ignored when duration > 0)
   double duration = 0;  // seconds: keep issuing requests until then
   int max_tokens = 128;
+  double temperature = 0.8;
   std::string prompt = "Once upon a time";
   int pid = 0;
   bool json = false;
@@ -81,7 +84,9 @@ Result one_request(const Options &o) {
   }
   const std::string body = "{\"prompt\": \"" + json_escape(o.prompt) +
                            "\", \"max_tokens\": " + std::to_string(o.max_tokens) +
-                           ", \"temperature\": 0.8, \"ignore_eos\": true, \"stream\": true}";
+                           ", \"temperature\": " + std::to_string(o.temperature) +
+                           ", \"top_k\": 40, \"top_p\": 0.95, \"min_p\": 0.05"
+                           ", \"ignore_eos\": true, \"stream\": true}";
   const std::string req =
       "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
       "Content-Type: application/json\r\nContent-Length: " +
@@ -155,7 +160,7 @@ double pct(std::vector<double> v, double p) {
 int usage() {
   std::fprintf(stderr,
                "usage: serve_load [--port P] [--clients N] [--requests R | --duration S] "
-               "[--max-tokens T] [--prompt TEXT] [--pid PID] [--json]\n");
+               "[--max-tokens T] [--temperature X] [--prompt TEXT] [--pid PID] [--json]\n");
   return 2;
 }
 
@@ -184,6 +189,8 @@ int main(int argc, char **argv) {
       o.max_tokens = std::atoi(next());
     else if (a == "--prompt")
       o.prompt = next();
+    else if (a == "--temperature")
+      o.temperature = std::atof(next());
     else if (a == "--pid")
       o.pid = std::atoi(next());
     else if (a == "--json")

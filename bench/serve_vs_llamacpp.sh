@@ -38,7 +38,7 @@ fi
 
 port=$((20000 + RANDOM % 20000))
 pid=
-stop_server() { [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=; }
+stop_server() { if [[ -n $pid ]]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; fi; pid=; }
 trap stop_server EXIT
 wait_ready() { # until /health answers (both servers have it)
   for _ in $(seq 600); do

@@ -309,6 +309,13 @@ void Engine::step() {
       logits_.resize(rows.size() * size_t(V));
       model_->logits(ctx, h, rows, logits_.data());
     }
+    struct Pick {
+      Seq *s;
+      const float *lg;  // the logits it samples from
+      int32_t t = 0;
+      TokenInfo info;
+    };
+    std::vector<Pick> picks;
     for (size_t i = 0; i < parts.size(); ++i) {
       const Part &p = parts[i];
       Seq &s = *p.s;
@@ -337,14 +344,24 @@ void Engine::step() {
         if (s.n_done < s.n_prompt) continue;
         lg += (p.n - 1) * V;
       }
-      const int32_t t = s.sampler.sample(lg, V, s.tokens);
+      picks.push_back({&s, lg, 0, {}});
+    }
+    // Sampling (a sort over the vocabulary, logprobs) is per sequence: spread it over the pool.
+    pool_->parallel_for(int64_t(picks.size()), [&](int64_t k0, int64_t k1, int) {
+      for (int64_t k = k0; k < k1; ++k) {
+        Pick &pk = picks[size_t(k)];
+        Seq &s = *pk.s;
+        pk.t = s.sampler.sample(pk.lg, V, s.tokens);
+        const int top = s.spec().top_logprobs;
+        pk.info = top >= 0 ? token_info(pk.lg, V, pk.t, top) : TokenInfo{pk.t, 0, {}};
+      }
+    });
+    for (Pick &pk : picks) {
+      Seq &s = *pk.s;
       Event e;
-      if (s.spec().top_logprobs >= 0)
-        e.token = token_info(lg, V, t, s.spec().top_logprobs);
-      else
-        e.token = TokenInfo{t, 0, {}};
-      e.text = s.cont.push(t);
-      s.tokens.push_back(t);
+      e.token = std::move(pk.info);
+      e.text = s.cont.push(pk.t);
+      s.tokens.push_back(pk.t);
       ++generated;
       if (s.first_token) {
         s.first_token = false;
@@ -354,7 +371,7 @@ void Engine::step() {
       if (s.cont.done())
         finish(s, s.cont.finish_reason());
       else
-        s.next = t;
+        s.next = pk.t;
     }
   } catch (const std::exception &ex) {
     // A failed forward leaves the slots' caches in an unknown state: drop them and end the batch.
