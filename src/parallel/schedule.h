@@ -2,8 +2,8 @@
 // one chunk of one micro-batch, send / receive of an activation or a gradient). Generators for
 // GPipe, 1F1B and Seq1F1B, a structural validator, and a discrete-event executor that plays the
 // lists with blocking point-to-point semantics and a cost table (deadlocks are reported, not hung).
-// Not an MPI executor and not a model: nothing here moves a tensor; the MPI executor that will run
-// these lists over real ranks is not written yet (see docs/PARALLEL.md).
+// Not an MPI executor and not a model: nothing here moves a tensor; parallel/pipeline.h runs these
+// lists over real ranks (see docs/PARALLEL.md).
 //
 // Seq1F1B is from Sun et al., "Seq1F1B: Efficient Sequence-Level Pipeline Parallelism for Large
 // Language Model Training", NAACL 2025 (arXiv:2406.03488): each micro-batch is split into k

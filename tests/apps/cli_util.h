@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "test_util.h"
@@ -33,6 +34,27 @@ inline CliRun lmkit(const std::string &args, const std::string &stdin_text = "",
   const int st = std::system(cmd.c_str());
   // The shell reports a child killed by signal S as exit code 128 + S.
   return {WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), slurp(out), slurp(err)};
+}
+
+// A small story corpus, a byte-level BPE tokenizer trained on it and its token shards, made once
+// per test binary and tag (under the build tree, kept until exit); returns the data folder.
+inline const std::string &story_data(const std::string &tag, int64_t bytes, int vocab) {
+  static std::map<std::string, std::string> made;  // tag -> data folder
+  auto it = made.find(tag);
+  if (it != made.end()) return it->second;
+  const std::string d = (new TempDir(tag))->str();  // lives until exit
+  EXPECT_EQ(
+      lmkit("data stories --out " + d + "/s.txt --bytes " + std::to_string(bytes) + " --seed 3")
+          .code,
+      0);
+  EXPECT_EQ(lmkit("tokenizer train -i " + d + "/s.txt -o " + d + "/tok --vocab-size " +
+                  std::to_string(vocab))
+                .code,
+            0);
+  CliRun r = lmkit("data prepare --tokenizer " + d + "/tok --input " + d + "/s.txt --out " + d +
+                   "/data --val-fraction 0.1");
+  EXPECT_EQ(r.code, 0) << r.err;
+  return made[tag] = d + "/data";
 }
 
 // An error is exactly one line on stderr starting "lmkit: error: ", and exit code 1.

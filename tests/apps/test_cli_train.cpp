@@ -20,20 +20,8 @@ using test::expect_clean_error;
 using test::lmkit;
 namespace fs = std::filesystem;
 
-// A small corpus, tokenizer and token shards, made once for all tests of this file.
 const std::string &data_dir() {
-  static test::TempDir *dir = new test::TempDir("train-data");  // lives until exit
-  static const std::string data = [] {
-    const std::string d = dir->str();
-    EXPECT_EQ(lmkit("data stories --out " + d + "/s.txt --bytes 300000 --seed 3").code, 0);
-    EXPECT_EQ(lmkit("tokenizer train -i " + d + "/s.txt -o " + d + "/tok --vocab-size 400").code,
-              0);
-    CliRun r = lmkit("data prepare --tokenizer " + d + "/tok --input " + d + "/s.txt --out " + d +
-                     "/data --val-fraction 0.1");
-    EXPECT_EQ(r.code, 0) << r.err;
-    return d + "/data";
-  }();
-  return data;
+  return test::story_data("train-data", 300000, 400);
 }
 
 const std::string kRun =

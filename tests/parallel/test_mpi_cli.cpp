@@ -21,18 +21,7 @@ using test::lmkit;
 namespace fs = std::filesystem;
 
 const std::string &data_dir() {
-  static test::TempDir *dir = new test::TempDir("mpi-data");  // lives until exit
-  static const std::string data = [] {
-    const std::string d = dir->str();
-    EXPECT_EQ(lmkit("data stories --out " + d + "/s.txt --bytes 200000 --seed 3").code, 0);
-    EXPECT_EQ(lmkit("tokenizer train -i " + d + "/s.txt -o " + d + "/tok --vocab-size 300").code,
-              0);
-    CliRun r = lmkit("data prepare --tokenizer " + d + "/tok --input " + d + "/s.txt --out " + d +
-                     "/data --val-fraction 0.1");
-    EXPECT_EQ(r.code, 0) << r.err;
-    return d + "/data";
-  }();
-  return data;
+  return test::story_data("mpi-data", 200000, 300);
 }
 
 struct Timed {
