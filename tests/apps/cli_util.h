@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "test_util.h"
@@ -39,10 +40,15 @@ inline CliRun lmkit(const std::string &args, const std::string &stdin_text = "",
 // A small story corpus, a byte-level BPE tokenizer trained on it and its token shards, made once
 // per test binary and tag (under the build tree, kept until exit); returns the data folder.
 inline const std::string &story_data(const std::string &tag, int64_t bytes, int vocab) {
-  static std::map<std::string, std::string> made;  // tag -> data folder
+  struct Made {
+    std::unique_ptr<TempDir> dir;  // removed at exit
+    std::string data;
+  };
+  static std::map<std::string, Made> made;
   auto it = made.find(tag);
-  if (it != made.end()) return it->second;
-  const std::string d = (new TempDir(tag))->str();  // lives until exit
+  if (it != made.end()) return it->second.data;
+  auto dir = std::make_unique<TempDir>(tag);
+  const std::string d = dir->str();
   EXPECT_EQ(
       lmkit("data stories --out " + d + "/s.txt --bytes " + std::to_string(bytes) + " --seed 3")
           .code,
@@ -54,7 +60,10 @@ inline const std::string &story_data(const std::string &tag, int64_t bytes, int 
   CliRun r = lmkit("data prepare --tokenizer " + d + "/tok --input " + d + "/s.txt --out " + d +
                    "/data --val-fraction 0.1");
   EXPECT_EQ(r.code, 0) << r.err;
-  return made[tag] = d + "/data";
+  Made &m = made[tag];
+  m.dir = std::move(dir);
+  m.data = d + "/data";
+  return m.data;
 }
 
 // An error is exactly one line on stderr starting "lmkit: error: ", and exit code 1.
