@@ -135,11 +135,8 @@ void check_neutral(const json &body) {
     if (!v->empty()) bad("logit_bias", "'logit_bias' is not supported", "unsupported_parameter");
   }
   get_string(body, "user", "");
-  if (const json *v = field(body, "best_of")) {
-    if (get_int(body, "best_of", 1, 1, 20) != 1)
-      bad("best_of", "'best_of' other than 1 is not supported", "unsupported_parameter");
-    (void)v;
-  }
+  if (get_int(body, "best_of", 1, 1, 20) != 1)
+    bad("best_of", "'best_of' other than 1 is not supported", "unsupported_parameter");
   if (const json *v = field(body, "suffix")) {
     if (!v->is_string()) bad_type("suffix", *v, "a string");
     if (!v->get<std::string>().empty())
@@ -157,18 +154,21 @@ void check_neutral(const json &body) {
 }
 
 // OpenAI refuses arguments it does not know ("Unrecognized request argument supplied"); so does
-// lmkit, rather than silently ignoring a misspelt option. `known`: the route's own arguments.
-void check_known(const json &body, std::initializer_list<std::string_view> known) {
+// lmkit, rather than silently ignoring a misspelt option. `known`: the route's own arguments;
+// `generation`: whether the arguments every generating route shares are allowed too.
+void check_known(const json &body, std::initializer_list<std::string_view> known,
+                 bool generation = true) {
   static constexpr std::string_view shared[] = {
-      "model", "user", "max_tokens", "temperature", "top_p", "seed", "stop", "n", "logprobs",
-      "stream", "stream_options", "presence_penalty", "frequency_penalty", "logit_bias",
+      "max_tokens", "temperature", "top_p", "seed", "stop", "n", "logprobs", "stream",
+      "stream_options", "presence_penalty", "frequency_penalty", "logit_bias",
       // llama.cpp-style extensions
       "top_k", "min_p", "repeat_penalty", "repeat_last_n", "ignore_eos"};
   for (const auto &[key, value] : body.items()) {
     auto is_key = [&](std::string_view k) { return key == k; };
-    if (std::none_of(known.begin(), known.end(), is_key) &&
-        std::none_of(std::begin(shared), std::end(shared), is_key))
-      bad(key, "unrecognized request argument supplied: " + key, "unknown_parameter");
+    if (key == "model" || key == "user" || std::any_of(known.begin(), known.end(), is_key) ||
+        (generation && std::any_of(std::begin(shared), std::end(shared), is_key)))
+      continue;
+    bad(key, "unrecognized request argument supplied: " + key, "unknown_parameter");
   }
 }
 
@@ -874,10 +874,7 @@ int Api::completions(const http::Request &req, http::Response &res, bool chat) {
 int Api::embeddings(const http::Request &req, http::Response &res) {
   const json body = parse_body(req);
   const Tokenizer &tok = engine_.tokenizer();
-  for (const auto &[key, value] : body.items())
-    if (key != "model" && key != "input" && key != "encoding_format" && key != "dimensions" &&
-        key != "user")
-      bad(key, "unrecognized request argument supplied: " + key, "unknown_parameter");
+  check_known(body, {"input", "encoding_format", "dimensions"}, /*generation=*/false);
   if (const json *v = field(body, "model"); v && !v->is_string()) bad_type("model", *v, "a string");
   get_string(body, "user", "");
   const std::string format = get_string(body, "encoding_format", "float");

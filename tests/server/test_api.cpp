@@ -44,7 +44,6 @@ struct Served {
   }
   // The text `lmkit generate` gives (greedy).
   std::string reference(const std::string &prompt, int64_t n) {
-    ThreadPool p(1);
     Session s(lm.model, std::make_shared<ThreadPool>(1), 512);
     GenerateOptions o;
     o.max_tokens = n;

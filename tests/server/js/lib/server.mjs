@@ -1,6 +1,7 @@
 // Test helper: starts the real `lmkit serve` binary (env LMKIT_BIN) on port 0 with the shared
 // stories260K model, waits for its "listening on" line and stops it with SIGTERM, reporting the
 // exit status. Not a test and not a mock: every request in the suites goes to the real server.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -102,6 +103,13 @@ export async function startServer(extra = [], { readyTimeoutMs = 60000 } = {}) {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     },
   };
+}
+
+// SIGTERM: the server drains and exits 0 (not killed by a signal).
+export async function expectCleanExit(server) {
+  const { code, signal } = await server.stop();
+  assert.equal(signal, null, `killed by ${signal}; stderr:\n${server.stderr()}`);
+  assert.equal(code, 0, `exit code; stderr:\n${server.stderr()}`);
 }
 
 // fetch with a deadline, so a stuck server fails the test instead of hanging it.
