@@ -35,7 +35,8 @@ void add_into(Context &c, float *dst, int64_t ld_dst, const float *src, int64_t 
       k.add_fwd(dst + r0 * cols, dst + r0 * cols, src + r0 * cols, (r1 - r0) * cols);
       return;
     }
-    for (int64_t r = r0; r < r1; ++r) k.add_fwd(dst + r * ld_dst, dst + r * ld_dst, src + r * ld_src, cols);
+    for (int64_t r = r0; r < r1; ++r)
+      k.add_fwd(dst + r * ld_dst, dst + r * ld_dst, src + r * ld_src, cols);
   });
 }
 
@@ -59,9 +60,8 @@ void with_partials(Context &c, int64_t rows, int64_t cols, int n_out, int64_t wi
   const int nt = c.pool().size();
   float *part = c.scratch(int64_t(nt) * n_out * width);
   std::memset(part, 0, size_t(nt) * size_t(n_out) * size_t(width) * 4);
-  for_rows(c.pool(), rows, cols, [&](int64_t r0, int64_t r1, int t) {
-    f(r0, r1, part + int64_t(t) * n_out * width);
-  });
+  for_rows(c.pool(), rows, cols,
+           [&](int64_t r0, int64_t r1, int t) { f(r0, r1, part + int64_t(t) * n_out * width); });
   // Threads that got no rows left their partial at zero; adding it changes nothing.
   for (int t = 0; t < nt; ++t)
     for (int o = 0; o < n_out; ++o)
@@ -95,7 +95,8 @@ void add_rows_(Context &c, Var x, const Tensor &table, const int32_t *idx) {
   require_dense(x, "add_rows_");
   const int64_t d = x.cols;
   const float *t = table.f32();
-  for (int64_t i = 0; i < x.rows; ++i) c.k().add_fwd(x.row(i), x.row(i), t + int64_t(idx[i]) * d, d);
+  for (int64_t i = 0; i < x.rows; ++i)
+    c.k().add_fwd(x.row(i), x.row(i), t + int64_t(idx[i]) * d, d);
   if (float *pg = c.param_grad(table)) {
     const int32_t *kept = keep_ids(c, idx, x.rows);
     c.record([&c, x, pg, kept, d] { c.k().embedding_bwd(pg, kept, x.rows, c.grad(x), d); });
@@ -176,8 +177,8 @@ void linear_into(Context &c, Var y, Var x, const Linear &l) {
   float *pw = c.param_grad(l.w);
   float *pb = l.has_bias() ? c.param_grad(l.b) : nullptr;
   if (!x.tracked() && !pw && !pb) return;
-  LMKIT_CHECK(!x.tracked() || l.w.dtype() == DType::F32,
-              "training through a ", dtype_name(l.w.dtype()), " weight is not supported (f32 only)");
+  LMKIT_CHECK(!x.tracked() || l.w.dtype() == DType::F32, "training through a ",
+              dtype_name(l.w.dtype()), " weight is not supported (f32 only)");
   const float *wf = static_cast<const float *>(l.w.data());
   c.record([&c, x, y, wf, pw, pb, M, N, K] {
     const float *dy = c.grad(y);
@@ -212,8 +213,8 @@ Var linear(Context &c, Var x, const Linear &l) {
 
 // ---- rope ------------------------------------------------------------------------------------
 
-void rope_(Context &c, Var x, const float *cos, const float *sin, int64_t n_head,
-           int64_t head_dim, int64_t rot_dim, kernels::RopeStyle style) {
+void rope_(Context &c, Var x, const float *cos, const float *sin, int64_t n_head, int64_t head_dim,
+           int64_t rot_dim, kernels::RopeStyle style) {
   const int64_t n = x.rows, half = rot_dim / 2;
   for_rows(c.pool(), n, x.cols, [&](int64_t r0, int64_t r1, int) {
     c.k().rope_fwd(x.row(r0), x.ld, cos + r0 * half, sin + r0 * half, r1 - r0, n_head, head_dim,
@@ -248,10 +249,10 @@ Var attention(Context &c, Var qkv, std::span<const AttnSeq> seqs, const int32_t 
   for (size_t i = 0; i < seqs.size(); ++i) {
     const AttnSeq &q = seqs[i];
     max_kv = std::max(max_kv, q.n_kv);
-    LMKIT_CHECK(!c.recording() || q.in_batch ||
-                    (!kv_grad.empty() && kv_grad[i].dk && kv_grad[i].dv),
-                "training attends within the batch or to a KVStore; cached keys cannot take "
-                "gradients");
+    LMKIT_CHECK(
+        !c.recording() || q.in_batch || (!kv_grad.empty() && kv_grad[i].dk && kv_grad[i].dv),
+        "training attends within the batch or to a KVStore; cached keys cannot take "
+        "gradients");
   }
   float *scratch = c.scratch(int64_t(c.pool().size()) * max_kv * 2);
   const int64_t tasks = int64_t(seqs.size()) * s.n_head;
@@ -289,51 +290,51 @@ Var attention(Context &c, Var qkv, std::span<const AttnSeq> seqs, const int32_t 
   std::vector<KVGrad> kept_grad(seqs.size());
   if (!kv_grad.empty()) kept_grad.assign(kv_grad.begin(), kv_grad.end());
   const int32_t *kpos = keep_ids(c, pos, n);
-  c.record([&c, qkv, z, lse, kept = std::move(kept), kept_grad = std::move(kept_grad), kpos, s,
-            max_kv] {
-    float *gq = c.grad(qkv);
-    const float *gz = c.grad(z);
-    const int64_t ld_gq = c.grad_ld(qkv), ld_gz = c.grad_ld(z);
-    float *scratch = c.scratch(int64_t(c.pool().size()) * max_kv * 2);
-    const int64_t tasks = int64_t(kept.size()) * s.n_head_kv;
-    c.pool().parallel_for(tasks, [&](int64_t t0, int64_t t1, int ti) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const AttnSeq &q = kept[size_t(t / s.n_head_kv)];
-        const KVGrad &qg = kept_grad[size_t(t / s.n_head_kv)];
-        const int64_t hk = t % s.n_head_kv, rb = q.row_begin;
-        kernels::AttentionBwdArgs a;
-        a.q = qkv.row(rb);
-        a.ld_q = qkv.ld;
-        a.k = q.k;
-        a.v = q.v;
-        a.ld_kv_head = q.ld_head;
-        a.ld_kv_row = q.ld_row;
-        a.out = z.row(rb);
-        a.ld_out = z.ld;
-        a.dout = gz + rb * ld_gz;
-        a.ld_dout = ld_gz;
-        a.lse = lse + rb * s.n_head;
-        a.dq = gq + rb * ld_gq;
-        a.ld_dq = ld_gq;
-        // In the batch, k/v live in qkv's rows, so their gradients sit at the same offsets in
-        // its gradient; otherwise they accumulate in the caller's buffers (a KVStore).
-        a.dk = q.in_batch ? gq + (q.k - qkv.data) : qg.dk;
-        a.dv = q.in_batch ? gq + (q.v - qkv.data) : qg.dv;
-        a.q_pos = kpos + rb;
-        a.n_q = q.row_end - rb;
-        a.n_kv = q.n_kv;
-        a.n_head = s.n_head;
-        a.n_head_kv = s.n_head_kv;
-        a.head_dim = s.head_dim;
-        a.window = s.window;
-        a.scale = s.scale;
-        a.scratch = scratch + int64_t(ti) * max_kv * 2;
-        a.kv_head_begin = hk;
-        a.kv_head_end = hk + 1;
-        c.k().attention_bwd(a);
-      }
-    });
-  });
+  c.record(
+      [&c, qkv, z, lse, kept = std::move(kept), kept_grad = std::move(kept_grad), kpos, s, max_kv] {
+        float *gq = c.grad(qkv);
+        const float *gz = c.grad(z);
+        const int64_t ld_gq = c.grad_ld(qkv), ld_gz = c.grad_ld(z);
+        float *scratch = c.scratch(int64_t(c.pool().size()) * max_kv * 2);
+        const int64_t tasks = int64_t(kept.size()) * s.n_head_kv;
+        c.pool().parallel_for(tasks, [&](int64_t t0, int64_t t1, int ti) {
+          for (int64_t t = t0; t < t1; ++t) {
+            const AttnSeq &q = kept[size_t(t / s.n_head_kv)];
+            const KVGrad &qg = kept_grad[size_t(t / s.n_head_kv)];
+            const int64_t hk = t % s.n_head_kv, rb = q.row_begin;
+            kernels::AttentionBwdArgs a;
+            a.q = qkv.row(rb);
+            a.ld_q = qkv.ld;
+            a.k = q.k;
+            a.v = q.v;
+            a.ld_kv_head = q.ld_head;
+            a.ld_kv_row = q.ld_row;
+            a.out = z.row(rb);
+            a.ld_out = z.ld;
+            a.dout = gz + rb * ld_gz;
+            a.ld_dout = ld_gz;
+            a.lse = lse + rb * s.n_head;
+            a.dq = gq + rb * ld_gq;
+            a.ld_dq = ld_gq;
+            // In the batch, k/v live in qkv's rows, so their gradients sit at the same offsets in
+            // its gradient; otherwise they accumulate in the caller's buffers (a KVStore).
+            a.dk = q.in_batch ? gq + (q.k - qkv.data) : qg.dk;
+            a.dv = q.in_batch ? gq + (q.v - qkv.data) : qg.dv;
+            a.q_pos = kpos + rb;
+            a.n_q = q.row_end - rb;
+            a.n_kv = q.n_kv;
+            a.n_head = s.n_head;
+            a.n_head_kv = s.n_head_kv;
+            a.head_dim = s.head_dim;
+            a.window = s.window;
+            a.scale = s.scale;
+            a.scratch = scratch + int64_t(ti) * max_kv * 2;
+            a.kv_head_begin = hk;
+            a.kv_head_end = hk + 1;
+            c.k().attention_bwd(a);
+          }
+        });
+      });
   return z;
 }
 
@@ -410,9 +411,8 @@ Var gelu(Context &c, Var x, bool tanh_approx) {
   const int64_t n = x.rows, f = x.cols;
   Var y = c.new_var(n, f);
   auto fwd = tanh_approx ? c.k().gelu_tanh_fwd : c.k().gelu_fwd;
-  for_rows(c.pool(), n, f, [&](int64_t r0, int64_t r1, int) {
-    fwd(y.row(r0), x.row(r0), (r1 - r0) * f);
-  });
+  for_rows(c.pool(), n, f,
+           [&](int64_t r0, int64_t r1, int) { fwd(y.row(r0), x.row(r0), (r1 - r0) * f); });
   if (c.recording() && x.tracked()) {
     c.record([&c, x, y, n, f, tanh_approx] {
       auto bwd = tanh_approx ? c.k().gelu_tanh_bwd : c.k().gelu_bwd;
@@ -460,8 +460,8 @@ LossSum cross_entropy(Context &c, Var h, const Linear &out, const int32_t *targe
   float *pw = grads ? c.param_grad(out.w) : nullptr;
   float *pb = grads && out.has_bias() ? c.param_grad(out.b) : nullptr;
   const bool want_dh = grads && h.tracked();
-  LMKIT_CHECK(!(want_dh || pw) || out.w.dtype() == DType::F32,
-              "training through a ", dtype_name(out.w.dtype()), " classifier is not supported");
+  LMKIT_CHECK(!(want_dh || pw) || out.w.dtype() == DType::F32, "training through a ",
+              dtype_name(out.w.dtype()), " classifier is not supported");
   // Rows per chunk: keep the chunk's logits around 32 MiB.
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t(8) << 20) / V));
   float *logits = c.scratch(chunk * V);
@@ -483,8 +483,8 @@ LossSum cross_entropy(Context &c, Var h, const Linear &out, const int32_t *targe
         },
         16);
     c.pool().parallel_for(m, [&](int64_t i0, int64_t i1, int) {
-      k.cross_entropy_fwd_bwd(loss + r0 + i0, grads ? logits + i0 * V : nullptr, V,
-                              logits + i0 * V, V, targets + r0 + i0, i1 - i0, V, grad_scale);
+      k.cross_entropy_fwd_bwd(loss + r0 + i0, grads ? logits + i0 * V : nullptr, V, logits + i0 * V,
+                              V, targets + r0 + i0, i1 - i0, V, grad_scale);
     });
     if (!grads) continue;
     const float *wf = static_cast<const float *>(out.w.data());

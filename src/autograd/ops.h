@@ -37,8 +37,8 @@ void linear_into(Context &c, Var y, Var x, const Linear &l);
 Var linear(Context &c, Var x, const Linear &l);
 
 // In-place rotary embedding of n_head heads of each row of x; cos/sin: (rows, rot_dim/2).
-void rope_(Context &c, Var x, const float *cos, const float *sin, int64_t n_head,
-           int64_t head_dim, int64_t rot_dim, kernels::RopeStyle style);
+void rope_(Context &c, Var x, const float *cos, const float *sin, int64_t n_head, int64_t head_dim,
+           int64_t rot_dim, kernels::RopeStyle style);
 
 // One sequence's queries (rows [row_begin, row_end) of the batch) and the keys/values they see:
 // k[hk*ld_head + j*ld_row + d] for j < n_kv, key j at position j.
@@ -86,7 +86,7 @@ struct KVStore {
 void kv_store_append(Context &c, Var qkv, int64_t k_col, int64_t v_col, const KVStore &s,
                      int64_t pos0);
 
-Var swiglu(Context &c, Var gate, Var up);      // silu(gate) * up
+Var swiglu(Context &c, Var gate, Var up);       // silu(gate) * up
 Var gelu(Context &c, Var x, bool tanh_approx);  // GELU (erf) or GPT-2's tanh form
 
 // x + y. Without recording, x is updated in place and returned. When recording, the result has

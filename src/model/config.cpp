@@ -252,7 +252,9 @@ ModelConfig config_from_hf(const json &j, const std::string &where) {
 nlohmann::ordered_json config_to_hf(const ModelConfig &c) {
   nlohmann::ordered_json j;
   auto num = [](float f) { return std::strtod(str_cat(std::setprecision(7), f).c_str(), nullptr); };
-  const char *td = c.dtype == DType::F16 ? "float16" : c.dtype == DType::BF16 ? "bfloat16" : "float32";
+  const char *td = c.dtype == DType::F16    ? "float16"
+                   : c.dtype == DType::BF16 ? "bfloat16"
+                                            : "float32";
   if (c.arch == "gpt2") {
     LMKIT_CHECK(c.n_head == c.n_head_kv && c.head_dim * c.n_head == c.n_embd,
                 "a gpt2 config needs n_head == n_head_kv and head_dim * n_head == n_embd");
@@ -268,11 +270,13 @@ nlohmann::ordered_json config_to_hf(const ModelConfig &c) {
     j["layer_norm_epsilon"] = num(c.norm_eps);
     j["tie_word_embeddings"] = c.tied_embeddings;
   } else {
-    static const std::map<std::string, std::string> arch = {
-        {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}};
+    static const std::map<std::string, std::string> arch = {{"llama", "LlamaForCausalLM"},
+                                                            {"mistral", "MistralForCausalLM"},
+                                                            {"qwen2", "Qwen2ForCausalLM"}};
     LMKIT_CHECK(arch.count(c.arch), "cannot write a config.json for arch '", c.arch, "'");
-    LMKIT_CHECK(c.norm == NormType::RMSNorm && c.pos == PosEncoding::RoPE && c.mlp == MlpType::SwiGLU &&
-                    c.rope_style == kernels::RopeStyle::Half && c.rope_dim == c.head_dim,
+    LMKIT_CHECK(c.norm == NormType::RMSNorm && c.pos == PosEncoding::RoPE &&
+                    c.mlp == MlpType::SwiGLU && c.rope_style == kernels::RopeStyle::Half &&
+                    c.rope_dim == c.head_dim,
                 "a ", c.arch, " config.json needs RMSNorm, half-paired full RoPE and SwiGLU");
     j["architectures"] = {arch.at(c.arch)};
     j["model_type"] = c.arch;
@@ -300,7 +304,8 @@ nlohmann::ordered_json config_to_hf(const ModelConfig &c) {
     j["hidden_act"] = "silu";
     j["tie_word_embeddings"] = c.tied_embeddings;
     if (c.arch == "llama") {
-      LMKIT_CHECK(c.qkv_bias == c.attn_out_bias, "llama's attention_bias covers q, k, v and o together");
+      LMKIT_CHECK(c.qkv_bias == c.attn_out_bias,
+                  "llama's attention_bias covers q, k, v and o together");
       j["attention_bias"] = c.qkv_bias;
       j["mlp_bias"] = c.mlp_bias;
     } else if (c.arch == "qwen2") {
@@ -319,9 +324,8 @@ nlohmann::ordered_json config_to_hf(const ModelConfig &c) {
       j["max_window_layers"] = first;
     } else {
       LMKIT_CHECK(!c.qkv_bias && !c.attn_out_bias && !c.mlp_bias, "mistral has no biases");
-      j["sliding_window"] = c.sliding_window.empty()
-                                ? nlohmann::ordered_json(nullptr)
-                                : nlohmann::ordered_json(c.sliding_window[0]);
+      j["sliding_window"] = c.sliding_window.empty() ? nlohmann::ordered_json(nullptr)
+                                                     : nlohmann::ordered_json(c.sliding_window[0]);
     }
   }
   if (c.bos_id >= 0) j["bos_token_id"] = c.bos_id;

@@ -98,11 +98,15 @@ void Model::validate(const Batch &b, const RopeTable &rope, const KVCache *cache
     for (int64_t r = s.begin; r < s.end; ++r) {
       const int64_t p = b.pos[size_t(r)];
       if (s.slot < 0)
-        LMKIT_CHECK(p == r - s.begin, "forward: a sequence without a cache slot must hold "
-                                      "positions 0, 1, 2, ... (row ", r, " has position ", p, ")");
+        LMKIT_CHECK(p == r - s.begin,
+                    "forward: a sequence without a cache slot must hold "
+                    "positions 0, 1, 2, ... (row ",
+                    r, " has position ", p, ")");
       else if (r > s.begin)
-        LMKIT_CHECK(p == b.pos[size_t(r - 1)] + 1, "forward: positions of a sequence must be "
-                                                   "consecutive (row ", r, ")");
+        LMKIT_CHECK(p == b.pos[size_t(r - 1)] + 1,
+                    "forward: positions of a sequence must be "
+                    "consecutive (row ",
+                    r, ")");
       LMKIT_CHECK(p >= 0, "forward: negative position ", p);
       if (cfg_.pos == PosEncoding::RoPE)
         LMKIT_CHECK(p < rope.n_pos(), "forward: position ", p, " exceeds the context size ",
@@ -235,7 +239,8 @@ ag::Var Model::hidden(ag::Context &ctx, const Batch &b, const RopeTable &rope, K
       pattern = ctx.scratch(nh * n * seqs[0].n_kv);
       std::memset(pattern, 0, size_t(nh * n * seqs[0].n_kv) * 4);
     }
-    ag::Var z = ag::attention(ctx, qkv, std::span<const ag::AttnSeq>(seqs, ns), pos, shape, pattern);
+    ag::Var z =
+        ag::attention(ctx, qkv, std::span<const ag::AttnSeq>(seqs, ns), pos, shape, pattern);
     if (want_pattern) {
       const ag::AttnSeq &a = seqs[0];
       hook(HookPoint::AttnPattern, l, Tensor::view_of(pattern, DType::F32, {nh, n, a.n_kv}));
@@ -308,8 +313,8 @@ void Model::forward(State &st, std::span<const int32_t> tokens, int64_t pos, flo
     ag::Context ctx(pool, st.arena_);
     for (int64_t j = 0; j < m; ++j) st.pos_[size_t(j)] = int32_t(pos + i + j);
     const SeqRows seq{0, m, 0};
-    Batch b{tokens.subspan(size_t(i), size_t(m)), std::span<const int32_t>(st.pos_.data(), size_t(m)),
-            std::span<const SeqRows>(&seq, 1)};
+    Batch b{tokens.subspan(size_t(i), size_t(m)),
+            std::span<const int32_t>(st.pos_.data(), size_t(m)), std::span<const SeqRows>(&seq, 1)};
     ag::Var h = hidden(ctx, b, st.rope_, &st.cache_, hooks);
     const bool last = i + m == n;
     if (!all_logits && !last) continue;

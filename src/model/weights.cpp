@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/atomic_file.h"
 #include "io/gguf.h"
 #include "io/llama2c.h"
 #include "io/safetensors.h"
-#include "io/atomic_file.h"
 #include "kernels/quant.h"
 #include "model/tensor_names.h"
 
@@ -284,9 +284,14 @@ Weights weights_to_f32(const Weights &w) {
     LayerWeights n;
     n.attn_norm = conv(L.attn_norm);
     n.attn_norm_b = conv(L.attn_norm_b);
-    for (auto [dst, src] : {std::pair{&n.wq, &L.wq}, {&n.wk, &L.wk}, {&n.wv, &L.wv},
-                            {&n.wqkv, &L.wqkv}, {&n.wo, &L.wo}, {&n.w_gate, &L.w_gate},
-                            {&n.w_up, &L.w_up}, {&n.w_down, &L.w_down}}) {
+    for (auto [dst, src] : {std::pair{&n.wq, &L.wq},
+                            {&n.wk, &L.wk},
+                            {&n.wv, &L.wv},
+                            {&n.wqkv, &L.wqkv},
+                            {&n.wo, &L.wo},
+                            {&n.w_gate, &L.w_gate},
+                            {&n.w_up, &L.w_up},
+                            {&n.w_down, &L.w_down}}) {
       dst->w = conv(src->w);
       dst->b = conv(src->b);
     }

@@ -400,8 +400,8 @@ void softmax_fwd(float *y, const float *x, int64_t rows, int64_t cols) {
 
 // s[j] = scale * q · k[j, :] for j < n.  k: (n, hd) row stride kr.  Four keys at a time, one
 // accumulator each.
-inline void attn_scores(float *s, const float *q, const float *k, int64_t n, int64_t hd,
-                        int64_t kr, float scale) {
+inline void attn_scores(float *s, const float *q, const float *k, int64_t n, int64_t hd, int64_t kr,
+                        float scale) {
   const int64_t full = hd - hd % kLanes;
   const Mask tail = mask_first(hd - full);
   int64_t j = 0;
