@@ -1,8 +1,9 @@
 // Quantized matmul benchmarks beside their baselines, all measured in this run: a plain streaming
 // read (the machine's memory bandwidth, 1 and 2 threads), the f32 ref matvec and the f32/f16 SIMD
 // matvecs, then every block type on every quant table this CPU runs (1 thread), the tables in use
-// on 2 threads (rows split as the decoder splits them), and M = 128 matmuls.
-// Counters: W_bytes = weight bytes streamed per second (decode matvec), FLOP = flop/s (M = 128).
+// on 2 threads (rows split as the decoder splits them, M = 1 and the serving batches M = 4, 8, 16),
+// and M = 16 / 128 matmuls. Counters: W_bytes = weight bytes streamed per second (decode matvec),
+// FLOP = flop/s (M > 1).
 // "cold" runs rotate through copies of W totalling >= 192 MiB (more than any cache here), so each
 // call streams W from DRAM as a decode step of a large model does; "hot" reuses one copy.
 // Not an end-to-end figure: model-level tokens/s come from `lmkit bench` / bench_decode.
@@ -107,6 +108,16 @@ void bm_stream_read(benchmark::State &st, int threads) {
       benchmark::Counter(double(n * 8), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// M = 1: weight bytes per second (decode is a stream of W); else flop/s.
+void set_rate(benchmark::State &st, int64_t M, int64_t N, int64_t K, size_t w_bytes) {
+  if (M == 1)
+    st.counters["W_bytes"] =
+        benchmark::Counter(double(w_bytes), benchmark::Counter::kIsIterationInvariantRate);
+  else
+    st.counters["FLOP"] =
+        benchmark::Counter(2.0 * double(M * N * K), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // y(M, N) = x(M, K) W^T with the given kernel.
 void bm_matmul(benchmark::State &st, kernels::matmul_fn fn, DType t, int64_t M, int64_t N,
                int64_t K, bool cold) {
@@ -121,21 +132,18 @@ void bm_matmul(benchmark::State &st, kernels::matmul_fn fn, DType t, int64_t M, 
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  if (M == 1)
-    st.counters["W_bytes"] =
-        benchmark::Counter(double(w.bytes), benchmark::Counter::kIsIterationInvariantRate);
-  else
-    st.counters["FLOP"] =
-        benchmark::Counter(2.0 * double(M * N * K), benchmark::Counter::kIsIterationInvariantRate);
+  set_rate(st, M, N, K, w.bytes);
 }
 
 // Decode as the model runs it: W rows split over a persistent 2-thread pool (as the decoder's
-// linear_fwd does), cold W. Compare with stream_read/threads:2.
-void bm_matvec_pool(benchmark::State &st, kernels::matmul_fn fn, DType t, int64_t N, int64_t K) {
+// linear_fwd does), cold W. Compare with stream_read/threads:2. M = 4, 8, 16: a decode step of
+// that many sequences in lmkit serve's continuous batching.
+void bm_matvec_pool(benchmark::State &st, kernels::matmul_fn fn, DType t, int64_t M, int64_t N,
+                    int64_t K) {
   static lmkit::ThreadPool pool(2);
   Weights w(t, N, K, true);
-  const auto x = random_floats(size_t(K), 1);
-  std::vector<float> y(static_cast<size_t>(N));
+  const auto x = random_floats(size_t(M * K), 1);
+  std::vector<float> y(size_t(M * N));
   const size_t rb = lmkit::dtype_row_bytes(t, K);
   int c = 0;
   for (auto _ : st) {
@@ -143,14 +151,13 @@ void bm_matvec_pool(benchmark::State &st, kernels::matmul_fn fn, DType t, int64_
     pool.parallel_for(
         N,
         [&](int64_t n0, int64_t n1, int) {
-          fn(y.data() + n0, N, x.data(), K, wc + rb * size_t(n0), nullptr, 1, n1 - n0, K);
+          fn(y.data() + n0, N, x.data(), K, wc + rb * size_t(n0), nullptr, M, n1 - n0, K);
         },
         16);
     c = c + 1 == w.copies ? 0 : c + 1;
     benchmark::DoNotOptimize(y.data());
   }
-  st.counters["W_bytes"] =
-      benchmark::Counter(double(w.bytes), benchmark::Counter::kIsIterationInvariantRate);
+  set_rate(st, M, N, K, w.bytes);
 }
 
 const DType kQuantTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_0X8, DType::Q4_1, DType::Q5_0,
@@ -196,15 +203,18 @@ void register_all() {
     for (DType t : {DType::F32, DType::F16})
       benchmark::RegisterBenchmark(
           name(kernels::active().name, t, "matvec_2threads_cold", 1, sh.N, sh.K).c_str(),
-          bm_matvec_pool, kernels::active().matmul_for(t), t, sh.N, sh.K)
+          bm_matvec_pool, kernels::active().matmul_for(t), t, 1, sh.N, sh.K)
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
-    for (DType t : kQuantTypes)
-      benchmark::RegisterBenchmark(
-          name(kernels::quant_active().name, t, "matvec_2threads_cold", 1, sh.N, sh.K).c_str(),
-          bm_matvec_pool, kernels::quant_active().matmul_for(t), t, sh.N, sh.K)
-          ->UseRealTime()
-          ->Unit(benchmark::kMicrosecond);
+    for (int64_t M : {1, 4, 8, 16})
+      for (DType t : kQuantTypes)
+        benchmark::RegisterBenchmark(
+            name(kernels::quant_active().name, t,
+                 M == 1 ? "matvec_2threads_cold" : "matmul_2threads_cold", M, sh.N, sh.K)
+                .c_str(),
+            bm_matvec_pool, kernels::quant_active().matmul_for(t), t, M, sh.N, sh.K)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
   }
   // Prefill: M = 128 (GFLOP/s), hot W.
   for (const kernels::KernelTable *k : kernels::available()) {
@@ -214,11 +224,17 @@ void register_all() {
                                  false)
         ->Unit(benchmark::kMillisecond);
   }
+  // M = 16: a continuous-batching decode step of 16 sequences (lmkit serve).
   for (const kernels::QuantKernels *q : kernels::quant_available()) {
     if (std::string(q->name) == "ref") continue;
+    for (int64_t M : {16, 128})
+      for (DType t : kQuantTypes)
+        benchmark::RegisterBenchmark(name(q->name, t, "matmul", M, 2048, 768).c_str(), bm_matmul,
+                                     q->matmul_for(t), t, M, 2048, 768, false)
+            ->Unit(benchmark::kMillisecond);
     for (DType t : kQuantTypes)
-      benchmark::RegisterBenchmark(name(q->name, t, "matmul", 128, 2048, 768).c_str(), bm_matmul,
-                                   q->matmul_for(t), t, 128, 2048, 768, false)
+      benchmark::RegisterBenchmark(name(q->name, t, "matmul_cold", 16, 2048, 768).c_str(),
+                                   bm_matmul, q->matmul_for(t), t, 16, 2048, 768, true)
           ->Unit(benchmark::kMillisecond);
   }
 }

@@ -140,7 +140,7 @@ TEST(QuantMatmul, EveryTableMatchesRefOverOddShapes) {
     for (DType t : kMatmulTypes) {
       const int64_t qb = block_of(t);
       for (int64_t K : {qb, 3 * qb, 9 * qb, 17 * qb}) {
-        for (int64_t M : {1, 2, 3, 5, 7, 13}) {
+        for (int64_t M : {1, 2, 3, 5, 7, 8, 13, 16, 27}) {
           for (int64_t N : {1, 3, 4, 5, 9, 17}) {
             const auto x = random_floats(size_t(M * K), uint64_t(M * 131 + K)),
                        w = random_floats(size_t(N * K), uint64_t(N * 7 + K), 0.5f),
@@ -210,7 +210,7 @@ TEST(QuantMatmul, TablesEqualRefExactlyWhenEveryFloatStepIsExact) {
     for (DType t : kMatmulTypes) {
       // x is quantized per 32 values, except for the K-quants (per 256).
       const bool k_quant = t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
-      const int64_t qb = k_quant ? 256 : 32, K = 5 * 256, M = 3, N = 5;
+      const int64_t qb = k_quant ? 256 : 32, K = 5 * 256, M = 19, N = 5;
       std::vector<float> x(size_t(M * K));
       uint64_t s = 3;
       for (size_t i = 0; i < x.size(); ++i) {
@@ -230,9 +230,10 @@ TEST(QuantMatmul, TablesEqualRefExactlyWhenEveryFloatStepIsExact) {
 
 TEST(QuantMatmul, ResultsDoNotDependOnMOrTheSplitOfN) {
   // y[m, n] depends only on x[m, :] and W[n, :]: decode (M = 1) and prefill agree bit for bit.
+  // M = 27: q8_0 takes groups of 8 rows (two at a time, then one) and 3 rows one by one.
   for (const QuantKernels *tab : kernels::quant_available()) {
     for (DType t : kMatmulTypes) {
-      const int64_t K = 2 * 256, M = 11, N = 13;
+      const int64_t K = 2 * 256, M = 27, N = 13;
       const auto x = random_floats(size_t(M * K), 21), w = random_floats(size_t(N * K), 22),
                  bias = random_floats(size_t(N), 23);
       const auto q = quantize_matrix(t, w, N, K);
@@ -254,7 +255,7 @@ TEST(QuantMatmul, ResultsDoNotDependOnMOrTheSplitOfN) {
 TEST(QuantMatmul, LongRowsAreQuantizedInChunks) {
   // K beyond the kernels' stack tile (32768 values) takes several activation chunks.
   const int64_t K = 40960, N = 3;
-  for (DType t : {DType::Q4_0, DType::Q6_K}) {
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q6_K}) {
     const auto x = random_floats(size_t(2 * K), 31), w = random_floats(size_t(N * K), 32);
     QWeight qw(t, quantize_matrix(t, w, N, K));
     const auto want = run(kernels::ref::quant_table().matmul_for(t), x, qw.ptr(), nullptr, 2, N, K);

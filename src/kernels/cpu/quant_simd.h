@@ -6,15 +6,17 @@
 // How a dot product is formed, per 32-value block b of a 32-value format:
 //   x_q    = round(x * 127 / amax_b)  (int8, the same bits as ref);  u = the stored integers (u8)
 //   isum_b = sum u * x_q  - off * sum(x_q)   (exact int32 lane sums; off = 8 for q4_0, 16 for
-//            q5_0, started in lane 0 of the accumulator; q8_0 moves w's sign onto x instead)
+//            q5_0, started in lane 0 of the accumulator)
 //   acc   += float(isum lanes) * (d_w * d_x)        (8 float lanes, one FMA per block)
 //   corr  += (m_w * d_x) * float(sum x_q)            (q4_1/q5_1 only: their float min m)
 //   y      = hsum(acc) + corr (+ bias)
 // Per 256-value super-block for the K-quants: the sub-block scales multiply the integer partial
 // sums (pmaddwd / vpdpwssd), then one FMA for d and one for the mins/offsets (from the x sums per
 // 16) go into the same lanes. q4_0x8 (pack_weight's q4_0) converts its 8 scales at once and takes
-// the -8 offsets of its 8 blocks in one FMA. ref sums the same integers in double, so the tables
-// differ from ref only by float rounding (NMSE ~1e-14; bit-equal when every float step is exact).
+// the -8 offsets of its 8 blocks in one FMA. q8_0 has its own driver (namespace q8 below), whose
+// vectors hold 8 outputs instead of 8 partial sums of one. ref sums the same integers in double, so
+// the tables differ from ref only by float rounding (NMSE ~1e-14; bit-equal when every float step
+// is exact).
 //
 // ODR safety as simd.h: everything has internal linkage; no STL, no dtype.h inline helpers.
 #pragma once
@@ -254,27 +256,6 @@ struct Q5_1 {
     dot32<MR, 0>(p, xq, xs, out);
   }
 };
-struct Q8_0 {
-  static constexpr int64_t kQB = 32, kBytes = 34;
-  static constexpr int64_t kAct = 32;
-  // Unsigned-by-signed products need unsigned weights: move w's sign onto x, |w| * sign(x, w)
-  // (|w| <= 128 and |x_q| <= 127 keep pmaddubsw's int16 pair sums in range). Cheaper here than
-  // w + 128 with a -128 sum(x_q) offset, which costs a load, a multiply and a move per block.
-  static constexpr bool kCorr = false;
-  LMKIT_QINLINE static void prep(const uint8_t *b, Pre32 &p) {
-    p.d = h2f(b);
-    p.u = load256(b + 2);  // signed w
-  }
-  template <int MR>
-  LMKIT_QINLINE static void dot(const uint8_t *, const Pre32 &p, const int8_t *const *xq,
-                                const int16_t *const *, __m256i *out) {
-    const __m256i aw = _mm256_sign_epi8(p.u, p.u);
-#pragma GCC unroll 8
-    for (int m = 0; m < MR; ++m)
-      out[m] = dot_u8s8(_mm256_setzero_si256(), aw, _mm256_sign_epi8(load256(xq[m]), p.u));
-  }
-};
-
 // ---- K-quants ----
 
 struct PreK {
@@ -425,10 +406,6 @@ struct PreOf<Q5_0> {
 };
 template <>
 struct PreOf<Q5_1> {
-  using type = Pre32;
-};
-template <>
-struct PreOf<Q8_0> {
   using type = Pre32;
 };
 
@@ -613,6 +590,19 @@ void mm_rows_any(int64_t mr, const Tile &t, int64_t m0, int64_t n_begin, int64_t
   }
 }
 
+// K = 0: y = bias (or 0).
+void fill_bias(float *y, int64_t ldy, const float *bias, int64_t M, int64_t N) {
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) y[m * ldy + n] = bias ? 0.0f + bias[n] : 0.0f;
+}
+
+// W is walked in panels of about 256 KiB (a multiple of `step` rows), kept in L2 while the tiles
+// of x rows pass over it.
+int64_t panel_rows(size_t row_bytes, int64_t step) {
+  const int64_t p = (256 * 1024) / int64_t(row_bytes > 0 ? row_bytes : 1);
+  return p < step ? step : p - p % step;
+}
+
 template <class F>
 void matmul(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w, const float *bias,
             int64_t M, int64_t N, int64_t K) {
@@ -632,14 +622,8 @@ void matmul(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w, c
   t.sum = sum;
   t.ldy = ldy;
   t.bias = bias;
-  if (K == 0) {  // y = bias
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) y[m * ldy + n] = bias ? 0.0f + bias[n] : 0.0f;
-    return;
-  }
-  // W is walked in panels of about 256 KiB, kept in L2 while the tiles of x rows pass over it.
-  int64_t panel = (256 * 1024) / int64_t(t.row_bytes > 0 ? t.row_bytes : 1);
-  panel = panel < kNR ? kNR : panel - panel % kNR;
+  if (K == 0) return fill_bias(y, ldy, bias, M, N);
+  int64_t panel = panel_rows(t.row_bytes, kNR);
   for (int64_t m0 = 0; m0 < M; m0 += rows) {
     const int64_t mt = min64(rows, M - m0);
     if (mt <= kMR) panel = N;  // one pass over W anyway
@@ -665,6 +649,287 @@ void matmul(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w, c
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// q8_0: its own driver, with one float lane per output.
+//
+// A q8_0 block needs no unpacking, so the generic tiles' per-block work for one output (a
+// convert and an FMA over 8 lanes that all belong to that output) costs more than its dot
+// product. Here the 8 lanes of a vector are 8 outputs:
+//  - rows8 (8 x rows at a time, M >= 8): the x rows are interleaved 4 bytes per lane, and each W
+//    row's 4 bytes are broadcast. With VNNI, w + 128 is the unsigned side of vpdpbusd and each
+//    lane starts at -128 * sum(x_q); AVX2 moves w's sign onto x (pmaddubsw).
+//  - cols8 (x rows left over, and decode): 8 W rows against one x row, each row's 8 partial
+//    dots reduced into its lane.
+// Both compute, for each output, y = fma(float(isum_b), d_w,b * d_x,b, y) block after block from
+// y = 0 (then + bias). So y[m, n] does not depend on M, on the split of N or on the path that took
+// it, bit for bit.
+
+namespace q8 {
+
+constexpr int64_t kQB = 32, kBytes = 34;
+#if LMKIT_QUANT_VNNI
+constexpr int kNR = 4, kRG = 2;  // rows8 tile: 4 W rows x 2 groups of 8 x rows (16 + 16 regs)
+#else
+constexpr int kNR = 2, kRG = 2;  // 4 float + 4 int accumulators of 16 registers
+#endif
+
+inline uint32_t load_u32(const uint8_t *p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+struct Tile {
+  const uint8_t *w;  // W row 0, block k_block0
+  size_t row_bytes;
+  int64_t nb;  // blocks in this K chunk
+  float *y;    // row 0 of this M chunk
+  int64_t ldy;
+  const float *bias;
+  bool first, last;  // first / last K chunk
+};
+
+// y[m, n] = v (+ the earlier K chunks, + bias after the last).
+inline void put(const Tile &t, int64_t m, int64_t n, float v) {
+  float *yp = t.y + m * t.ldy + n;
+  if (!t.first) v = *yp + v;
+  if (t.last && t.bias) v = v + t.bias[n];
+  *yp = v;
+}
+
+// 8 x rows of one K chunk, interleaved: per block b, qs + 256 b holds 8 vectors (one per 4-value
+// step) whose lane l is row l's 4 values; d + 8 b the rows' scales; start + 8 b the lanes' start
+// values (VNNI: -128 * sum(x_q), else 0).
+struct Group {
+  const int8_t *qs;
+  const float *d;
+  const int32_t *start;
+  int rows;  // lanes that hold x rows (8, or fewer in a zero-padded last group)
+};
+
+// A W row's 4 bytes, broadcast: `a` is the unsigned side of the dot, `s` the signed w.
+struct WBcast {
+  __m256i a, s;
+};
+LMKIT_QINLINE WBcast w_bcast(const uint8_t *p) {
+  const __m256i w = _mm256_set1_epi32(int(load_u32(p)));
+#if LMKIT_QUANT_VNNI
+  return {_mm256_xor_si256(w, bytes(0x80)), w};  // w + 128
+#else
+  return {_mm256_abs_epi8(w), w};
+#endif
+}
+LMKIT_QINLINE __m256i dot_bcast(__m256i acc, const WBcast &w, __m256i x) {
+#if LMKIT_QUANT_VNNI
+  return _mm256_dpbusd_epi32(acc, w.a, x);
+#else
+  return dot_u8s8(acc, w.a, _mm256_sign_epi8(x, w.s));  // |w| <= 128, |x| <= 127: exact
+#endif
+}
+
+// Groups g[0 .. RG) (x rows m0 + 8 i + l) against W rows n0 .. n0 + NR. `prefetch`: fetch the W
+// rows ahead (the first pass over a panel of short rows reads W from memory).
+template <int NR, int RG>
+void rows8_tile(const Tile &t, const Group *g, int64_t m0, int64_t n0, bool prefetch) {
+  __m256 acc[NR][RG];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int i = 0; i < RG; ++i) acc[r][i] = _mm256_setzero_ps();
+  const uint8_t *w0 = t.w + size_t(n0) * t.row_bytes;
+  const char *pf = reinterpret_cast<const char *>(w0) + kPrefetchTiles * kNR1 * t.row_bytes;
+  for (int64_t b = 0; b < t.nb; ++b) {
+    if (prefetch) {
+#pragma GCC unroll 8
+      for (int64_t l = 0; l < (NR * kBytes + 63) / 64; ++l)
+        _mm_prefetch(pf + b * NR * kBytes + 64 * l, _MM_HINT_T0);
+    }
+    const uint8_t *wb[NR];
+    __m256i is[NR][RG];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      wb[r] = w0 + size_t(r) * t.row_bytes + size_t(b * kBytes);
+#pragma GCC unroll 4
+      for (int i = 0; i < RG; ++i) is[r][i] = load256(g[i].start + 8 * b);
+    }
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; ++s) {
+      __m256i xv[RG];
+#pragma GCC unroll 4
+      for (int i = 0; i < RG; ++i) xv[i] = load256(g[i].qs + 256 * b + 32 * s);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) {
+        const WBcast wv = w_bcast(wb[r] + 2 + 4 * s);
+#pragma GCC unroll 4
+        for (int i = 0; i < RG; ++i) is[r][i] = dot_bcast(is[r][i], wv, xv[i]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      const __m256 dw = _mm256_set1_ps(h2f(wb[r]));
+#pragma GCC unroll 4
+      for (int i = 0; i < RG; ++i)
+        acc[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is[r][i]),
+                                    _mm256_mul_ps(_mm256_loadu_ps(g[i].d + 8 * b), dw), acc[r][i]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int i = 0; i < RG; ++i) {
+      alignas(32) float v[8];
+      _mm256_store_ps(v, acc[r][i]);
+      for (int l = 0; l < g[i].rows; ++l) put(t, m0 + 8 * i + l, n0 + r, v[l]);
+    }
+}
+
+template <int RG>
+void rows8_run(const Tile &t, const Group *g, int64_t m0, int64_t n_begin, int64_t n_end,
+               bool prefetch) {
+  int64_t n = n_begin;
+  for (; n + kNR <= n_end; n += kNR) rows8_tile<kNR, RG>(t, g, m0, n, prefetch);
+  for (; n < n_end; ++n) rows8_tile<1, RG>(t, g, m0, n, prefetch);
+}
+
+// Lane r <- the sum of p[r]'s 8 lanes.
+LMKIT_QINLINE __m256i reduce8(const __m256i *p) {
+  const __m256i u0 =
+      _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+  const __m256i u1 =
+      _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                          _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+// The low 16 bits of each int32 lane, packed.
+LMKIT_QINLINE __m128i low16(__m256i v) {
+#if LMKIT_QUANT_VNNI
+  return _mm256_cvtepi32_epi16(v);
+#else
+  const __m256i pick = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0,
+                                        1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1);
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, pick), 0x08));
+#endif
+}
+
+// x row m (quantized: xq, xd) against W rows n0 .. n0 + 8; rows from n_end on repeat row
+// n_end - 1 and are not written. `prefetch`: fetch the W rows ahead (decode over short rows, as
+// mm_tile).
+void cols8_tile(const Tile &t, const int8_t *xq, const float *xd, int64_t m, int64_t n0,
+                int64_t n_end, bool prefetch) {
+  const int nr = int(min64(8, n_end - n0));
+  const uint8_t *w0 = t.w + size_t(n0) * t.row_bytes;
+  const uint8_t *wr[8];
+  alignas(32) int32_t off[8];
+  for (int r = 0; r < 8; ++r) {
+    off[r] = int32_t((r < nr ? r : nr - 1) * int64_t(t.row_bytes));
+    wr[r] = w0 + off[r];
+  }
+  const __m256i gather_off = _mm256_load_si256(reinterpret_cast<const __m256i *>(off));
+  // The same distance in bytes as mm_tile's (kPrefetchTiles tiles of kNR1 rows).
+  const char *pf = reinterpret_cast<const char *>(w0) + kPrefetchTiles * kNR1 * t.row_bytes;
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < t.nb; ++b) {
+    if (prefetch) {
+#pragma GCC unroll 8
+      for (int64_t l = 0; l < (8 * kBytes + 63) / 64; ++l)
+        _mm_prefetch(pf + b * 8 * kBytes + 64 * l, _MM_HINT_T0);
+    }
+    const __m256i xv = load256(xq + kQB * b);
+    __m256i p[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) {
+      const __m256i w = load256(wr[r] + b * kBytes + 2);
+      p[r] = dot_u8s8(_mm256_setzero_si256(), _mm256_abs_epi8(w), _mm256_sign_epi8(xv, w));
+    }
+    // The 8 rows' f16 scales (the gather reads each scale and the 2 bytes after it).
+    const __m256 dw = _mm256_cvtph_ps(low16(
+        _mm256_i32gather_epi32(reinterpret_cast<const int *>(w0 + b * kBytes), gather_off, 1)));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(reduce8(p)), _mm256_mul_ps(dw, _mm256_set1_ps(xd[b])),
+                          acc);
+  }
+  alignas(32) float v[8];
+  _mm256_store_ps(v, acc);
+  for (int r = 0; r < nr; ++r) put(t, m, n0 + r, v[r]);
+}
+
+void matmul(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w, const float *bias,
+            int64_t M, int64_t N, int64_t K) {
+  if (M <= 0 || N <= 0) return;
+  if (K == 0) return fill_bias(y, ldy, bias, M, N);
+  alignas(64) int8_t qs[kActValues];  // x rows as quantized, row i at qs + i * kk
+  alignas(64) float d[kActValues / kQB];
+  alignas(64) int16_t sum[kActValues / kQB];
+  alignas(64) int8_t gqs[kActValues];  // the same, interleaved per group of 8 rows
+  alignas(64) float gd[kActValues / kQB];
+  alignas(64) int32_t gstart[kActValues / kQB];
+  // K chunks depend on K only (never on M), so every y[m, n] sees the same float operations.
+  const int64_t kc = min64(K, kActValues), rows = min64(M, kActValues / kc);
+  Tile t;
+  t.row_bytes = size_t(K / kQB * kBytes);
+  t.ldy = ldy;
+  t.bias = bias;
+  for (int64_t m0 = 0; m0 < M; m0 += rows) {
+    // Groups of 8 rows; 2 to 7 rows left over make one more group, padded with zero rows (8
+    // lanes at once cost less than a cols8 pass per row), when it fits the buffers.
+    const int64_t mt = min64(rows, M - m0), left = mt % 8;
+    const bool pad = left >= 2 && (mt - left + 8) * kc <= kActValues;
+    const int64_t groups = mt / 8 + (pad ? 1 : 0), grouped = pad ? mt : mt - left;
+    const int64_t panel = groups > 0 ? panel_rows(t.row_bytes, 8) : N;
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t kk = min64(kc, K - k0), nb = kk / kQB;
+      for (int64_t i = 0; i < mt; ++i)
+        quantize_act_32({qs + i * kk, d + i * nb, sum + i * nb}, x + (m0 + i) * ldx + k0, kk);
+      // Interleave: lane l of step s of block b <- row l's 4 values (zeros past the last row).
+      for (int64_t gi = 0; gi < groups; ++gi)
+        for (int64_t b = 0; b < nb; ++b)
+          for (int l = 0; l < 8; ++l) {
+            const int64_t row = 8 * gi + l, at = 8 * (gi * nb + b) + l;
+            const bool real = row < mt;
+            for (int s = 0; s < 8; ++s) {
+              int8_t *dst = gqs + 32 * (at - l) + 32 * s + 4 * l;
+              if (real)
+                std::memcpy(dst, qs + row * kk + kQB * b + 4 * s, 4);
+              else
+                std::memset(dst, 0, 4);
+            }
+            gd[at] = real ? d[row * nb + b] : 0.0f;
+            gstart[at] = real && LMKIT_QUANT_VNNI ? -128 * int32_t(sum[row * nb + b]) : 0;
+          }
+      auto group = [&](int64_t gi) {
+        return Group{gqs + gi * 8 * kk, gd + gi * 8 * nb, gstart + gi * 8 * nb,
+                     int(min64(8, mt - 8 * gi))};
+      };
+      t.w = static_cast<const uint8_t *>(w) + size_t(k0 / kQB * kBytes);
+      t.nb = nb;
+      t.y = y + m0 * ldy;
+      t.first = k0 == 0;
+      t.last = k0 + kk >= K;
+      for (int64_t n0 = 0; n0 < N; n0 += panel) {
+        const int64_t n1 = min64(N, n0 + panel);
+        // Only the first pass over a panel prefetches: later ones find it in L2.
+        const bool short_rows = t.row_bytes <= size_t(kPrefetchMaxRowBytes);
+        int64_t gi = 0;
+        for (; gi + kRG <= groups; gi += kRG) {
+          Group g[kRG];
+          for (int i = 0; i < kRG; ++i) g[i] = group(gi + i);
+          rows8_run<kRG>(t, g, 8 * gi, n0, n1, short_rows && gi == 0);
+        }
+        for (; gi < groups; ++gi) {
+          const Group g = group(gi);
+          rows8_run<1>(t, &g, 8 * gi, n0, n1, short_rows && gi == 0);
+        }
+        // The rows left over, 8 W rows at a time (each tile stays in L1 across those rows).
+        for (int64_t n = n0; n < n1; n += 8)
+          for (int64_t m = grouped; m < mt; ++m)
+            cols8_tile(t, qs + m * kk, d + m * nb, m, n, n1, short_rows && groups == 0 && m == 0);
+      }
+    }
+  }
+}
+
+}  // namespace q8
+
 }  // namespace
 
 // The table for this ISA (declared in quant_tables.h). Constant-initialised: no start-up code.
@@ -678,7 +943,7 @@ constinit const QuantKernels quant_table = {
     .matmul_q4_1 = matmul<Q4_1>,
     .matmul_q5_0 = matmul<Q5_0>,
     .matmul_q5_1 = matmul<Q5_1>,
-    .matmul_q8_0 = matmul<Q8_0>,
+    .matmul_q8_0 = q8::matmul,
     .matmul_q4_K = matmul<Q45K<false>>,
     .matmul_q5_K = matmul<Q45K<true>>,
     .matmul_q6_K = matmul<Q6K>,
