@@ -52,18 +52,31 @@ int32_t Sampler::sample(const float *logits, int64_t n_vocab, std::span<const in
     cand_.assign(1, {t, 1.0f});
     return t;
   }
-  // Candidates sorted by logit (only the top k need sorting when top-k is on).
-  cand_.resize(size_t(n_vocab));
-  for (int64_t i = 0; i < n_vocab; ++i) cand_[size_t(i)] = {int32_t(i), lg[i]};
+  // Candidates sorted by logit. by_logit is a strict total order (ties go to the lower id), so
+  // the top k and their order are those of a full sort.
   auto by_logit = [](const auto &a, const auto &b) {
     return a.second > b.second || (a.second == b.second && a.first < b.first);
   };
-  size_t k = cand_.size();
-  if (p_.top_k > 0 && size_t(p_.top_k) < k) {
-    k = size_t(p_.top_k);
-    std::partial_sort(cand_.begin(), cand_.begin() + std::ptrdiff_t(k), cand_.end(), by_logit);
-    cand_.resize(k);
+  if (p_.top_k > 0 && p_.top_k < n_vocab) {
+    // One pass with a heap of the k best so far, its worst on top: most logits lose one
+    // comparison with that worst, so this costs about n_vocab comparisons, not a sort.
+    const size_t k = size_t(p_.top_k);
+    cand_.clear();
+    for (int64_t i = 0; i < n_vocab; ++i) {
+      const std::pair<int32_t, float> c{int32_t(i), lg[i]};
+      if (cand_.size() < k) {
+        cand_.push_back(c);
+        std::push_heap(cand_.begin(), cand_.end(), by_logit);
+      } else if (by_logit(c, cand_.front())) {
+        std::pop_heap(cand_.begin(), cand_.end(), by_logit);
+        cand_.back() = c;
+        std::push_heap(cand_.begin(), cand_.end(), by_logit);
+      }
+    }
+    std::sort_heap(cand_.begin(), cand_.end(), by_logit);
   } else {
+    cand_.resize(size_t(n_vocab));
+    for (int64_t i = 0; i < n_vocab; ++i) cand_[size_t(i)] = {int32_t(i), lg[i]};
     std::sort(cand_.begin(), cand_.end(), by_logit);
   }
   // Softmax at temperature 1 for the top-p / min-p cuts (as llama.cpp orders them).

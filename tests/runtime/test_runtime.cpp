@@ -1,4 +1,5 @@
 // Tests for runtime/: the sampler chain, stop strings, sessions and the generation loop.
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -77,6 +78,32 @@ TEST(Sampler, TopKTopPMinPCut) {
   p.min_p = 0.6f;  // keeps p >= 0.24: ids 0 and 1
   f = frequencies(p, l, 5000);
   EXPECT_EQ(f.size(), 2u);
+}
+
+TEST(Sampler, TopKKeepsWhatAFullSortWouldInItsOrder) {
+  // Many ties: the k best by logit, ties to the lower id, exactly as a sort of all of them.
+  std::vector<float> l(1000);
+  uint32_t s = 7;
+  for (float &v : l) {
+    s = s * 1664525u + 1013904223u;
+    v = float((s >> 16) % 20);
+  }
+  std::vector<int32_t> order(l.size());
+  for (size_t i = 0; i < l.size(); ++i) order[i] = int32_t(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return l[size_t(a)] > l[size_t(b)]; });
+  for (int k : {1, 37, 999}) {
+    SamplerParams p;
+    p.temperature = 1.0f;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    p.top_k = k;
+    Sampler smp(p);
+    smp.sample(l.data(), int64_t(l.size()), {});
+    const auto &c = smp.last_candidates();
+    ASSERT_EQ(c.size(), size_t(k));
+    for (int i = 0; i < k; ++i) EXPECT_EQ(c[size_t(i)].first, order[size_t(i)]) << "k=" << k;
+  }
 }
 
 TEST(Sampler, RepetitionPenaltyAndSeed) {
