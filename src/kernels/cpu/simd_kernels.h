@@ -527,6 +527,12 @@ void attention_fwd(const AttentionArgs &a) {
         continue;
       }
       float *s = a.scratch;
+      if (kr == hd) {
+        // Cached keys and values are contiguous: ask for the values now, so they arrive while the
+        // scores are computed (short streams that the hardware prefetcher picks up late).
+        const char *vp = reinterpret_cast<const char *>(vh + lo * kr);
+        for (int64_t off = 0; off < n * hd * 4; off += 64) _mm_prefetch(vp + off, _MM_HINT_T1);
+      }
       attn_scores(s, a.q + i * a.ld_q + h * hd, kh + lo * kr, n, hd, kr, a.scale);
       const float lse = softmax_row(s, s, n);
       if (a.lse) a.lse[i * a.n_head + h] = lse;
