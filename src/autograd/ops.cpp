@@ -158,21 +158,29 @@ Var layernorm(Context &c, Var x, const Tensor &w, const Tensor &b, float eps) {
 
 // ---- linear ----------------------------------------------------------------------------------
 
+namespace {
+
+void check_linear(Var y, Var x, const Linear &l) {
+  LMKIT_CHECK(x.cols == l.n_in() && y.cols == l.n_out() && y.rows == x.rows, "linear: x (", x.rows,
+              ", ", x.cols, ") and y (", y.rows, ", ", y.cols, ") do not fit W ",
+              l.w.shape().str());
+}
+
+// Outputs [n0, n1) of y = x W^T + b, on the calling thread.
+void linear_cols(Context &c, Var y, Var x, const Linear &l, int64_t n0, int64_t n1) {
+  const size_t row_bytes = dtype_row_bytes(l.w.dtype(), l.n_in());
+  c.k().matmul_for(l.w.dtype())(y.data + n0, y.ld, x.data, x.ld,
+                                static_cast<const char *>(l.w.data()) + size_t(n0) * row_bytes,
+                                l.has_bias() ? l.b.f32() + n0 : nullptr, x.rows, n1 - n0, l.n_in());
+}
+
+}  // namespace
+
 void linear_into(Context &c, Var y, Var x, const Linear &l) {
   const int64_t M = x.rows, N = l.n_out(), K = l.n_in();
-  LMKIT_CHECK(x.cols == K && y.cols == N && y.rows == M, "linear: x (", x.rows, ", ", x.cols,
-              ") and y (", y.rows, ", ", y.cols, ") do not fit W ", l.w.shape().str());
-  kernels::matmul_fn mm = c.k().matmul_for(l.w.dtype());
-  const size_t row_bytes = dtype_row_bytes(l.w.dtype(), K);
-  const char *w = static_cast<const char *>(l.w.data());
-  const float *b = l.has_bias() ? l.b.f32() : nullptr;
+  check_linear(y, x, l);
   c.pool().parallel_for(
-      N,
-      [&](int64_t n0, int64_t n1, int) {
-        mm(y.data + n0, y.ld, x.data, x.ld, w + size_t(n0) * row_bytes, b ? b + n0 : nullptr, M,
-           n1 - n0, K);
-      },
-      16);
+      N, [&](int64_t n0, int64_t n1, int) { linear_cols(c, y, x, l, n0, n1); }, 16);
   if (!c.recording()) return;
   float *pw = c.param_grad(l.w);
   float *pb = l.has_bias() ? c.param_grad(l.b) : nullptr;
@@ -203,6 +211,32 @@ void linear_into(Context &c, Var y, Var x, const Linear &l) {
           16);
     }
   });
+}
+
+void linears_into(Context &c, std::span<const Var> y, Var x, std::span<const Linear *const> l) {
+  LMKIT_CHECK(y.size() == l.size(), "linears: ", y.size(), " outputs for ", l.size(), " weights");
+  if (c.recording()) {
+    for (size_t i = 0; i < l.size(); ++i) linear_into(c, y[i], x, *l[i]);
+    return;
+  }
+  int64_t total = 0;
+  for (size_t i = 0; i < l.size(); ++i) {
+    check_linear(y[i], x, *l[i]);
+    total += l[i]->n_out();
+  }
+  // Outputs [n0, n1) of the concatenation: the part of each weight that falls in it.
+  c.pool().parallel_for(
+      total,
+      [&](int64_t n0, int64_t n1, int) {
+        int64_t off = 0;
+        for (size_t i = 0; i < l.size(); ++i) {
+          const int64_t N = l[i]->n_out();
+          const int64_t b = std::max(n0, off) - off, e = std::min(n1, off + N) - off;
+          if (b < e) linear_cols(c, y[i], x, *l[i], b, e);
+          off += N;
+        }
+      },
+      16);
 }
 
 Var linear(Context &c, Var x, const Linear &l) {

@@ -34,6 +34,10 @@ Var layernorm(Context &c, Var x, const Tensor &w, const Tensor &b, float eps);
 
 // y = x W^T + b written into y (a fresh Var or a column slice of one).
 void linear_into(Context &c, Var y, Var x, const Linear &l);
+// y[i] = x W_i^T + b_i for weights that share x (q, k, v; gate, up). Without gradients, the pool
+// splits the outputs of all of them in one pass (one dispatch, not one per weight); while
+// recording, one linear_into each.
+void linears_into(Context &c, std::span<const Var> y, Var x, std::span<const Linear *const> l);
 Var linear(Context &c, Var x, const Linear &l);
 
 // In-place rotary embedding of n_head heads of each row of x; cos/sin: (rows, rot_dim/2).

@@ -187,9 +187,10 @@ ag::Var Model::hidden(ag::Context &ctx, const Batch &b, const RopeTable &rope, K
     if (L.fused_qkv()) {
       ag::linear_into(ctx, qkv, h, L.wqkv);
     } else {
-      ag::linear_into(ctx, qkv.cols_slice(0, q_dim), h, L.wq);
-      ag::linear_into(ctx, qkv.cols_slice(q_dim, kv_dim), h, L.wk);
-      ag::linear_into(ctx, qkv.cols_slice(q_dim + kv_dim, kv_dim), h, L.wv);
+      const ag::Var parts[] = {qkv.cols_slice(0, q_dim), qkv.cols_slice(q_dim, kv_dim),
+                               qkv.cols_slice(q_dim + kv_dim, kv_dim)};
+      const Linear *w[] = {&L.wq, &L.wk, &L.wv};
+      ag::linears_into(ctx, parts, h, w);
     }
     hook(HookPoint::AttnQ, l, head_view(qkv, 0, nh, hd));
     hook(HookPoint::AttnK, l, head_view(qkv, q_dim, nkv, hd));
@@ -268,8 +269,10 @@ ag::Var Model::hidden(ag::Context &ctx, const Batch &b, const RopeTable &rope, K
     hook(HookPoint::Ln2, l, h2.tensor());
     ag::Var act;
     if (c.mlp == MlpType::SwiGLU) {
-      ag::Var g = ag::linear(ctx, h2, L.w_gate);
-      ag::Var u = ag::linear(ctx, h2, L.w_up);
+      const ag::Var gu[] = {ctx.new_var(n, L.w_gate.n_out()), ctx.new_var(n, L.w_up.n_out())};
+      const Linear *w[] = {&L.w_gate, &L.w_up};
+      ag::linears_into(ctx, gu, h2, w);
+      const ag::Var g = gu[0], u = gu[1];
       hook(HookPoint::MlpPre, l, g.tensor());
       act = ag::swiglu(ctx, g, u);
     } else {

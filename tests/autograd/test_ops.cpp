@@ -11,6 +11,7 @@
 
 #include "autograd/ops.h"
 #include "core/rng.h"
+#include "kernels/quant.h"
 #include "test_util.h"
 
 namespace lmkit {
@@ -146,6 +147,56 @@ TEST(OpsGrad, LinearWithAndWithoutBiasIntoAColumnSlice) {
         ag::linear_into(c, y.cols_slice(6, 3), x[0], nb);
         return weighted_sum(c, y);
       });
+}
+
+TEST(OpsGrad, LinearsIntoRecordsOneLinearEach) {
+  Linear l{random_param({6, 11}, 7), random_param({6}, 8)};
+  Linear nb{random_param({3, 11}, 9), Tensor()};
+  check_gradients({random_input(4, 11, 10)}, {l.w, l.b, nb.w},
+                  [&](Context &c, std::vector<Var> &x) {
+                    Var y = c.new_var(4, 9);
+                    const Var parts[] = {y.cols_slice(0, 6), y.cols_slice(6, 3)};
+                    const Linear *w[] = {&l, &nb};
+                    ag::linears_into(c, parts, x[0], w);
+                    return weighted_sum(c, y);
+                  });
+}
+
+TEST(Ops, LinearsIntoEqualsOneLinearEachBitForBit) {
+  // One dispatch over the concatenated outputs: the threads' ranges cross from one weight into
+  // the next, and each output must still be exactly what linear_into gives it.
+  ThreadPool pool(2);
+  Arena arena(size_t(1) << 22);
+  const int64_t K = 64, M = 19;
+  for (DType t : {DType::F32, DType::Q8_0}) {
+    std::vector<Linear> ws;
+    int64_t seed = 20;
+    for (int64_t N : {37, 20, 45}) {
+      Tensor f = random_param({N, K}, uint64_t(seed++));
+      if (t == DType::F32) {
+        ws.push_back({f, random_param({N}, uint64_t(seed++))});
+        continue;
+      }
+      Tensor q = Tensor::zeros(t, {N, K});
+      const size_t rb = dtype_row_bytes(t, K);
+      for (int64_t n = 0; n < N; ++n)
+        kernels::quantize_row(t, f.f32() + n * K, q.data_as<char>() + rb * size_t(n), K);
+      ws.push_back({q, Tensor()});
+    }
+    Context c(pool, arena);
+    Var x = c.new_var(M, K);
+    const Input in = random_input(M, K, 30);
+    std::memcpy(x.data, in.v.data(), in.v.size() * 4);
+    Var one = c.new_var(M, 102), all = c.new_var(M, 102);
+    const Var parts[] = {all.cols_slice(0, 37), all.cols_slice(37, 20), all.cols_slice(57, 45)};
+    const Linear *w[] = {&ws[0], &ws[1], &ws[2]};
+    ag::linears_into(c, parts, x, w);
+    ag::linear_into(c, one.cols_slice(0, 37), x, ws[0]);
+    ag::linear_into(c, one.cols_slice(37, 20), x, ws[1]);
+    ag::linear_into(c, one.cols_slice(57, 45), x, ws[2]);
+    for (int64_t r = 0; r < M; ++r)
+      EXPECT_EQ(std::memcmp(one.row(r), all.row(r), 102 * 4), 0) << dtype_name(t) << " row " << r;
+  }
 }
 
 TEST(OpsGrad, RopeBothPairingsAndPartialRotation) {
