@@ -6,6 +6,7 @@
 #include <cmath>
 #include <thread>
 
+#include "compress/quantize.h"
 #include "model/loader.h"
 #include "runtime/generate.h"
 #include "server/engine.h"
@@ -115,6 +116,38 @@ TEST(Engine, BatchingDoesNotChangeResults) {
   // Batching happened: fewer steps than the tokens generated one by one.
   uint64_t n_tokens = st.tokens_generated;
   EXPECT_LT(st.steps, n_tokens);
+}
+
+// Ten sequences of a q8_0 model: its matmul takes groups of 8 batch rows together (and the rows
+// left over one by one), a path a single sequence's decode never takes; the tokens must still be
+// each sequence's own `generate` output.
+TEST(Engine, QuantizedBatchOfTenEqualsGenerate) {
+  LMKIT_REQUIRE_SHARED();
+  Fixture f;
+  ThreadPool qpool(2);
+  compress::QuantizeOptions qo;
+  qo.type = DType::Q8_0;
+  std::vector<compress::TypeChoice> report;
+  f.lm.model = compress::model_from_tensors(
+      compress::quantize_model(compress::model_tensors(*f.lm.model), qo, qpool, &report));
+  int64_t q8 = 0;
+  for (const auto &c : report) q8 += c.to == DType::Q8_0;
+  ASSERT_GE(q8, 10) << "the attention matrices at least are q8_0";
+  Engine eng(f.lm.model, f.lm.tokenizer, f.pool, {.n_slots = 10, .n_ctx = 512});
+  const std::vector<std::string> names = {"Lily", "Tom",  "Sue", "Ben", "Max",
+                                          "Anna", "Jack", "Mia", "Sam", "Zoe"};
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (const std::string &n : names) {
+    prompts.push_back(f.encode(n + " went to the"));
+    jobs.push_back(eng.submit(spec_of(prompts.back(), greedy(40))));
+  }
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const GenerateResult ref = f.reference(prompts[i], greedy(40));
+    EXPECT_EQ(collect(*jobs[i]).tokens, ref.tokens) << names[i];
+  }
+  const EngineStats st = eng.stats();
+  EXPECT_LT(st.steps, st.tokens_generated / 4) << "the sequences were decoded together";
 }
 
 // A second request sharing a prefix with a finished one reuses its slot's cache: it evaluates
