@@ -45,7 +45,7 @@ constexpr int kNR1 = 8;          // M = 1: 8 independent W rows in flight
 constexpr int kMR = 4, kNR = 3;  // 12 accumulators + 3 W vectors + 1 x vector of 16 registers
 constexpr int kNR1 = 8;
 #endif
-constexpr int64_t kPrefetchMaxRowBytes = 2048;
+constexpr int64_t kPrefetchMaxRowBytes = 4096;
 
 // y[m, n0 + r] for m < MR, r < NR.  x: (MR, K) stride ldx;  W rows n0 .. n0+NR-1.
 template <WType T, int MR, int NR>
@@ -63,7 +63,8 @@ inline void mm_tile(float *y, int64_t ldy, const float *x, int64_t ldx, const vo
       // Decode over short rows: the hardware prefetcher does not ramp up on the NR streams of
       // a few cache lines each, so fetch the next tile (contiguous) as this one is consumed.
       // On long rows it does better alone (measured on Zen 4: f16 K=768 12 -> 20 GB/s with
-      // this, K=4096 26 -> 18 GB/s), hence the threshold.
+      // this, K=4096 26 -> 18 GB/s; f32 K=768, 3 KiB rows, 17 -> 21 GB/s on one thread), hence
+      // the threshold.
       constexpr int64_t wb = T == WType::f32 ? 4 : 2;
       if (K * wb <= kPrefetchMaxRowBytes) {
         const char *pf = static_cast<const char *>(w) + (wrow + NR * K + k * NR) * wb;
