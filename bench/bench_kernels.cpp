@@ -140,9 +140,14 @@ void bm_attention(benchmark::State &st, const KernelTable *t, int64_t n_q, int64
     t->attention_fwd(a);
     benchmark::DoNotOptimize(out.data());
   }
-  // K and V bytes read per call (causal prefill reads about half of them per query).
+  // K and V bytes read per call (causal prefill reads about half of them per query), and the
+  // flops of the scores and the weighted sum over the keys each query sees.
   st.counters["KV_bytes"] = benchmark::Counter(double(2 * n_head * n_kv * head_dim * 4),
                                                benchmark::Counter::kIsIterationInvariantRate);
+  double seen = 0;
+  for (int64_t i = 0; i < n_q; ++i) seen += double(pos[size_t(i)] + 1);
+  st.counters["FLOP"] = benchmark::Counter(4.0 * seen * double(n_head * head_dim),
+                                           benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // Console output plus, at the end, each benchmark's speed-up over its ref twin.
@@ -216,6 +221,10 @@ void register_all() {
   for (const KernelTable *t : tables)
     reg("attention_prefill/n=128,heads=12,hd=64", t,
         [=](benchmark::State &st) { bm_attention(st, t, 128, 128, 12, 64); });
+  // A long prompt: each head's K and V are 512 KiB each (about L2's size).
+  for (const KernelTable *t : tables)
+    reg("attention_prefill/n=2048,heads=12,hd=64", t,
+        [=](benchmark::State &st) { bm_attention(st, t, 2048, 2048, 12, 64); });
 }
 
 }  // namespace
