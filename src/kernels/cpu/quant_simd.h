@@ -655,11 +655,12 @@ void matmul(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w, c
 // A q8_0 block needs no unpacking, so the generic tiles' per-block work for one output (a
 // convert and an FMA over 8 lanes that all belong to that output) costs more than its dot
 // product. Here the 8 lanes of a vector are 8 outputs:
-//  - rows8 (8 x rows at a time, M >= 8): the x rows are interleaved 4 bytes per lane, and each W
-//    row's 4 bytes are broadcast. With VNNI, w + 128 is the unsigned side of vpdpbusd and each
-//    lane starts at -128 * sum(x_q); AVX2 moves w's sign onto x (pmaddubsw).
-//  - cols8 (x rows left over, and decode): 8 W rows against one x row, each row's 8 partial
-//    dots reduced into its lane.
+//  - rows8 (groups of 8 x rows; 2 to 7 rows left over make one zero-padded group): the x rows
+//    are interleaved 4 bytes per lane, and each W row's 4 bytes are broadcast. With VNNI, w + 128
+//    is the unsigned side of vpdpbusd and each lane starts at -128 * sum(x_q); AVX2 moves w's sign
+//    onto x (pmaddubsw).
+//  - cols8 (decode, and a single row left over): 8 W rows against one x row, each row's 8
+//    partial dots reduced into its lane.
 // Both compute, for each output, y = fma(float(isum_b), d_w,b * d_x,b, y) block after block from
 // y = 0 (then + bias). So y[m, n] does not depend on M, on the split of N or on the path that took
 // it, bit for bit.
@@ -668,7 +669,7 @@ namespace q8 {
 
 constexpr int64_t kQB = 32, kBytes = 34;
 #if LMKIT_QUANT_VNNI
-constexpr int kNR = 4, kRG = 2;  // rows8 tile: 4 W rows x 2 groups of 8 x rows (16 + 16 regs)
+constexpr int kNR = 4, kRG = 2;  // rows8 tile: 4 W rows x 2 groups: 8 int + 8 float accumulators
 #else
 constexpr int kNR = 2, kRG = 2;  // 4 float + 4 int accumulators of 16 registers
 #endif

@@ -528,9 +528,10 @@ void attention_fwd(const AttentionArgs &a) {
         continue;
       }
       float *s = a.scratch;
-      if (kr == hd) {
-        // Cached keys and values are contiguous: ask for the values now, so they arrive while the
-        // scores are computed (short streams that the hardware prefetcher picks up late).
+      if (kr == hd && a.n_q == 1) {
+        // Decode over cached, contiguous keys and values: ask for the values now, so they arrive
+        // while the scores are computed (short streams that the hardware prefetcher picks up
+        // late). Prefill finds them in cache after its first query.
         const char *vp = reinterpret_cast<const char *>(vh + lo * kr);
         for (int64_t off = 0; off < n * hd * 4; off += 64) _mm_prefetch(vp + off, _MM_HINT_T1);
       }
