@@ -83,7 +83,24 @@ Model::Model(ModelConfig c, Weights w) : cfg_(std::move(c)), w_(std::move(w)) {
   }
 }
 
-void Model::validate(const Batch &b, const RopeTable &rope, const KVCache *cache) const {
+void Model::validate(const Batch &b, const RopeTable &rope, const KVCache *cache,
+                     const Stage *stage) const {
+  const bool chunks = stage && !stage->kv.empty();
+  if (stage) {
+    const int64_t last = stage->last < 0 ? cfg_.n_layer : stage->last;
+    LMKIT_CHECK(stage->first >= 0 && stage->first < last && last <= cfg_.n_layer, "stage: layers [",
+                stage->first, ", ", last, ") of ", cfg_.n_layer);
+    LMKIT_CHECK(
+        stage->first == 0 || (stage->input.data && stage->input.rows == int64_t(b.tokens.size()) &&
+                              stage->input.cols == cfg_.n_embd),
+        "stage: layer ", stage->first, " needs the residual stream (", b.tokens.size(), ", ",
+        cfg_.n_embd, ") as input");
+    LMKIT_CHECK(
+        !chunks || int64_t(stage->kv.size()) == (last - stage->first) * int64_t(b.seqs.size()),
+        "stage: ", stage->kv.size(), " KV stores for ", last - stage->first, " layers x ",
+        b.seqs.size(), " sequences");
+    LMKIT_CHECK(!chunks || !cache, "stage: chunks keep their keys in KV stores, not a cache");
+  }
   const int64_t n = int64_t(b.tokens.size());
   LMKIT_CHECK(n > 0, "forward: no tokens");
   LMKIT_CHECK(int64_t(b.pos.size()) == n, "forward: ", b.pos.size(), " positions for ", n,
@@ -97,7 +114,7 @@ void Model::validate(const Batch &b, const RopeTable &rope, const KVCache *cache
                 "forward: sequences must cover the batch rows in order");
     for (int64_t r = s.begin; r < s.end; ++r) {
       const int64_t p = b.pos[size_t(r)];
-      if (s.slot < 0)
+      if (s.slot < 0 && !chunks)
         LMKIT_CHECK(p == r - s.begin,
                     "forward: a sequence without a cache slot must hold "
                     "positions 0, 1, 2, ... (row ",
@@ -142,8 +159,11 @@ Tensor head_view(const ag::Var &v, int64_t col, int64_t heads, int64_t dh) {
 }  // namespace
 
 ag::Var Model::hidden(ag::Context &ctx, const Batch &b, const RopeTable &rope, KVCache *cache,
-                      const Hooks *hooks) const {
-  validate(b, rope, cache);
+                      const Hooks *hooks, const Stage *stage) const {
+  validate(b, rope, cache, stage);
+  const int64_t first = stage ? stage->first : 0;
+  const int64_t last = stage && stage->last >= 0 ? stage->last : cfg_.n_layer;
+  const bool chunks = stage && !stage->kv.empty();
   if (hooks && hooks->empty()) hooks = nullptr;
   const ModelConfig &c = cfg_;
   const int64_t n = int64_t(b.tokens.size());
@@ -154,8 +174,13 @@ ag::Var Model::hidden(ag::Context &ctx, const Batch &b, const RopeTable &rope, K
     if (hooks && hooks->wants(p, layer)) hooks->fire(HookEvent{p, layer, std::move(value), pos, n});
   };
 
-  ag::Var x = ag::embedding(ctx, w_.tok_embd, b.tokens.data(), n);
-  if (c.pos == PosEncoding::Learned) ag::add_rows_(ctx, x, w_.pos_embd, pos);
+  ag::Var x;
+  if (first > 0) {
+    x = stage->input;
+  } else {
+    x = ag::embedding(ctx, w_.tok_embd, b.tokens.data(), n);
+    if (c.pos == PosEncoding::Learned) ag::add_rows_(ctx, x, w_.pos_embd, pos);
+  }
   // cos/sin of each row's position.
   float *cs = nullptr, *sn = nullptr;
   if (c.pos == PosEncoding::RoPE) {
@@ -169,13 +194,15 @@ ag::Var Model::hidden(ag::Context &ctx, const Batch &b, const RopeTable &rope, K
   }
   const size_t ns = b.seqs.size();
   auto *seqs = static_cast<ag::AttnSeq *>(ctx.arena().alloc(sizeof(ag::AttnSeq) * ns));
+  auto *kv_grad =
+      chunks ? static_cast<ag::KVGrad *>(ctx.arena().alloc(sizeof(ag::KVGrad) * ns)) : nullptr;
   ag::AttnShape shape;
   shape.n_head = nh;
   shape.n_head_kv = nkv;
   shape.head_dim = hd;
   shape.scale = float(1.0 / std::sqrt(double(hd)));
 
-  for (int64_t l = 0; l < c.n_layer; ++l) {
+  for (int64_t l = first; l < last; ++l) {
     const LayerWeights &L = w_.layers[size_t(l)];
     const Arena::Mark mark = ctx.scope_begin();
     hook(HookPoint::ResidPre, l, x.tensor());
@@ -201,14 +228,20 @@ ag::Var Model::hidden(ag::Context &ctx, const Batch &b, const RopeTable &rope, K
       hook(HookPoint::AttnRotQ, l, head_view(qkv, 0, nh, hd));
       hook(HookPoint::AttnRotK, l, head_view(qkv, q_dim, nkv, hd));
     }
-    // Where each sequence's keys live: its cache slot (this batch's K/V appended first) or the
-    // batch's own rows.
+    // Where each sequence's keys live: its cache slot or its chunk's KV store (this batch's K/V
+    // appended first), or the batch's own rows.
     for (size_t s = 0; s < ns; ++s) {
       const SeqRows &r = b.seqs[s];
       ag::AttnSeq &a = seqs[s];
       a.row_begin = r.begin;
       a.row_end = r.end;
-      if (r.slot >= 0) {
+      if (chunks) {
+        const ag::KVStore &st = stage->kv[size_t(l - first) * ns + s];
+        ag::kv_store_append(ctx, qkv.rows_slice(r.begin, r.end - r.begin), q_dim, q_dim + kv_dim,
+                            st, pos[r.begin]);
+        a = st.seq(r.begin, r.end, pos[r.end - 1] + 1);
+        kv_grad[s] = st.grad();
+      } else if (r.slot >= 0) {
         float *kc = cache->k(l, r.slot), *vc = cache->v(l, r.slot);
         const int64_t ldh = cache->ld_head();
         for (int64_t i = r.begin; i < r.end; ++i)
@@ -240,8 +273,8 @@ ag::Var Model::hidden(ag::Context &ctx, const Batch &b, const RopeTable &rope, K
       pattern = ctx.scratch(nh * n * seqs[0].n_kv);
       std::memset(pattern, 0, size_t(nh * n * seqs[0].n_kv) * 4);
     }
-    ag::Var z =
-        ag::attention(ctx, qkv, std::span<const ag::AttnSeq>(seqs, ns), pos, shape, pattern);
+    ag::Var z = ag::attention(ctx, qkv, std::span<const ag::AttnSeq>(seqs, ns), pos, shape, pattern,
+                              std::span<const ag::KVGrad>(kv_grad, chunks ? ns : 0));
     if (want_pattern) {
       const ag::AttnSeq &a = seqs[0];
       hook(HookPoint::AttnPattern, l, Tensor::view_of(pattern, DType::F32, {nh, n, a.n_kv}));
@@ -287,6 +320,7 @@ ag::Var Model::hidden(ag::Context &ctx, const Batch &b, const RopeTable &rope, K
     hook(HookPoint::ResidPost, l, x.tensor());
     ctx.scope_end(mark);
   }
+  if (last < c.n_layer) return x;
   ag::Var out = norm(ctx, c, x, w_.output_norm, w_.output_norm_b);
   hook(HookPoint::LnFinal, -1, out.tensor());
   return out;

@@ -35,6 +35,19 @@ struct Batch {
   std::span<const SeqRows> seqs;    // covering rows [0, n) in order
 };
 
+// A pipeline stage's share of a forward (pipeline parallelism, docs/PARALLEL.md): layers
+// [first, last) only, the embedding when first == 0 and the final norm when last == n_layer.
+// With `kv`, every sequence of the batch is a chunk of a longer one (Seq1F1B): its rows may start
+// past position 0, its keys and values go into its KVStore and it attends to all the store holds
+// up to its last position, so earlier chunks' keys are kept, not recomputed. kv holds one store
+// per (layer, sequence): kv[(l - first) * n_seqs + s]. Without kv, sequences attend within the
+// batch as usual.
+struct Stage {
+  int64_t first = 0, last = -1;  // last -1: n_layer
+  ag::Var input;                 // the residual stream entering layer `first` (first > 0)
+  std::span<const ag::KVStore> kv;
+};
+
 class Model;
 
 // One sequence's inference state: KV cache (one slot), RoPE table and activation arena, sized
@@ -67,8 +80,10 @@ class Model {
   // Runs the blocks and the final norm over a batch of rows; returns the normalised hidden states
   // (n, n_embd) — the input of the classifier. `cache` is needed when any sequence has a slot;
   // `rope` must cover every position in the batch. Records for backward when ctx records.
+  // `stage` (optional) runs a part of the model instead (see Stage); then the result is the
+  // residual stream after layer last - 1, normalised only when that is the last layer.
   ag::Var hidden(ag::Context &ctx, const Batch &b, const RopeTable &rope, KVCache *cache,
-                 const Hooks *hooks = nullptr) const;
+                 const Hooks *hooks = nullptr, const Stage *stage = nullptr) const;
   // logits (rows.size(), n_vocab) of the selected rows of h, in one matmul.
   void logits(ag::Context &ctx, ag::Var h, std::span<const int64_t> rows, float *out) const;
   const Linear &classifier() const { return w_.output; }
@@ -80,7 +95,8 @@ class Model {
                bool all_logits, ThreadPool &pool, const Hooks *hooks = nullptr) const;
 
   // Checks a batch against the model and cache (ids, positions, row coverage); throws.
-  void validate(const Batch &b, const RopeTable &rope, const KVCache *cache) const;
+  void validate(const Batch &b, const RopeTable &rope, const KVCache *cache,
+                const Stage *stage = nullptr) const;
 
  private:
   ModelConfig cfg_;
