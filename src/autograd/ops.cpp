@@ -271,6 +271,32 @@ void rope_(Context &c, Var x, const float *cos, const float *sin, int64_t n_head
 
 // ---- attention -------------------------------------------------------------------------------
 
+namespace {
+
+// The fields the attention kernels' forward and backward arguments share, for sequence q's rows.
+template <class Args>
+void attn_args(Args &a, const Var &qkv, const AttnSeq &q, const int32_t *pos, const AttnShape &s,
+               float *scratch) {
+  const int64_t rb = q.row_begin;
+  a.q = qkv.row(rb);
+  a.ld_q = qkv.ld;
+  a.k = q.k;
+  a.v = q.v;
+  a.ld_kv_head = q.ld_head;
+  a.ld_kv_row = q.ld_row;
+  a.q_pos = pos + rb;
+  a.n_q = q.row_end - rb;
+  a.n_kv = q.n_kv;
+  a.n_head = s.n_head;
+  a.n_head_kv = s.n_head_kv;
+  a.head_dim = s.head_dim;
+  a.window = s.window;
+  a.scale = s.scale;
+  a.scratch = scratch;
+}
+
+}  // namespace
+
 Var attention(Context &c, Var qkv, std::span<const AttnSeq> seqs, const int32_t *pos,
               const AttnShape &s, float *pattern, std::span<const KVGrad> kv_grad) {
   const int64_t n = qkv.rows, q_dim = s.n_head * s.head_dim;
@@ -295,25 +321,11 @@ Var attention(Context &c, Var qkv, std::span<const AttnSeq> seqs, const int32_t 
       const AttnSeq &q = seqs[size_t(t / s.n_head)];
       const int64_t h = t % s.n_head, rb = q.row_begin;
       kernels::AttentionArgs a;
+      attn_args(a, qkv, q, pos, s, scratch + int64_t(ti) * max_kv * 2);
       a.out = z.row(rb);
       a.ld_out = z.ld;
-      a.q = qkv.row(rb);
-      a.ld_q = qkv.ld;
-      a.k = q.k;
-      a.v = q.v;
-      a.ld_kv_head = q.ld_head;
-      a.ld_kv_row = q.ld_row;
-      a.q_pos = pos + rb;
-      a.n_q = q.row_end - rb;
-      a.n_kv = q.n_kv;
-      a.n_head = s.n_head;
-      a.n_head_kv = s.n_head_kv;
-      a.head_dim = s.head_dim;
-      a.window = s.window;
-      a.scale = s.scale;
       a.pattern = pattern;
       a.lse = lse ? lse + rb * s.n_head : nullptr;
-      a.scratch = scratch + int64_t(ti) * max_kv * 2;
       a.head_begin = h;
       a.head_end = h + 1;
       c.k().attention_fwd(a);
@@ -337,12 +349,7 @@ Var attention(Context &c, Var qkv, std::span<const AttnSeq> seqs, const int32_t 
             const KVGrad &qg = kept_grad[size_t(t / s.n_head_kv)];
             const int64_t hk = t % s.n_head_kv, rb = q.row_begin;
             kernels::AttentionBwdArgs a;
-            a.q = qkv.row(rb);
-            a.ld_q = qkv.ld;
-            a.k = q.k;
-            a.v = q.v;
-            a.ld_kv_head = q.ld_head;
-            a.ld_kv_row = q.ld_row;
+            attn_args(a, qkv, q, kpos, s, scratch + int64_t(ti) * max_kv * 2);
             a.out = z.row(rb);
             a.ld_out = z.ld;
             a.dout = gz + rb * ld_gz;
@@ -354,15 +361,6 @@ Var attention(Context &c, Var qkv, std::span<const AttnSeq> seqs, const int32_t 
             // its gradient; otherwise they accumulate in the caller's buffers (a KVStore).
             a.dk = q.in_batch ? gq + (q.k - qkv.data) : qg.dk;
             a.dv = q.in_batch ? gq + (q.v - qkv.data) : qg.dv;
-            a.q_pos = kpos + rb;
-            a.n_q = q.row_end - rb;
-            a.n_kv = q.n_kv;
-            a.n_head = s.n_head;
-            a.n_head_kv = s.n_head_kv;
-            a.head_dim = s.head_dim;
-            a.window = s.window;
-            a.scale = s.scale;
-            a.scratch = scratch + int64_t(ti) * max_kv * 2;
             a.kv_head_begin = hk;
             a.kv_head_end = hk + 1;
             c.k().attention_bwd(a);
