@@ -91,7 +91,9 @@ json parse_setting(const std::string &name, const std::string &text,
 struct TrainFlags {
   std::string out, preset, config, resume;
   bool quiet = false;
-  int dp = 1;
+  int dp = 1, pp = 1, seq_chunks = 1;
+  std::string pp_schedule = "1f1b", seq_split = "even";
+  std::vector<int64_t> pp_layers;
   int64_t micro_batches = 0;
   CLI::Option *micro_batches_opt = nullptr;  // given or not
   double bucket_mb = 4, comm_timeout = 0;
@@ -155,15 +157,29 @@ int run_train(const TrainFlags &f) {
     cfg.grad_accum = f.micro_batches;
   }
   LMKIT_CHECK(f.dp >= 1, "--dp must be at least 1, got ", f.dp);
+  LMKIT_CHECK(f.pp >= 1, "--pp must be at least 1, got ", f.pp);
+  LMKIT_CHECK(f.seq_chunks >= 1, "--seq-chunks must be at least 1, got ", f.seq_chunks);
+  LMKIT_CHECK(f.pp > 1 || (f.seq_chunks == 1 && f.pp_layers.empty()),
+              "--seq-chunks and --pp-layers shape a pipeline: give --pp 2 or more");
+  LMKIT_CHECK(f.pp_schedule != "1f1b" || f.seq_chunks == 1,
+              "--pp-schedule 1f1b runs whole micro-batches; use --pp-schedule seq1f1b (or gpipe) "
+              "with --seq-chunks ",
+              f.seq_chunks);
   LMKIT_CHECK(f.bucket_mb > 0, "--bucket-mb must be positive, got ", f.bucket_mb);
   LMKIT_CHECK(f.comm_timeout >= 0, "--comm-timeout must not be negative");
 
   TrainOptions opt;
   opt.resume = !f.resume.empty();
   opt.progress = !f.quiet;
+  opt.quiet = f.quiet;
   TrainResult r;
   ParallelOptions par;
   par.dp = f.dp;
+  par.pipe.pp = f.pp;
+  par.pipe.schedule = parallel::schedule_kind_parse(f.pp_schedule);
+  par.pipe.seq_chunks = f.seq_chunks;
+  par.pipe.split = parallel::seq_split_parse(f.seq_split);
+  par.pipe.layers = f.pp_layers;
   par.bucket_bytes = std::max<size_t>(1, size_t(f.bucket_mb * 1024 * 1024));
   par.overlap = !f.no_overlap;
   par.comm_timeout = f.comm_timeout;
@@ -212,6 +228,21 @@ void add_train(CLI::App &app, Action &run) {
   cmd->add_option("--dp", f->dp,
                   "Data-parallel ranks; launch with mpirun -np N (each runs a share of every "
                   "step's micro-batches; results equal one process within fp32 rounding)");
+  cmd->add_option("--pp", f->pp,
+                  "Pipeline stages per data-parallel replica (contiguous layers each); launch "
+                  "with mpirun -np DP*PP");
+  cmd->add_option("--pp-schedule", f->pp_schedule,
+                  "Pipeline schedule: gpipe, 1f1b (default) or seq1f1b (Seq1F1B: 1F1B over "
+                  "sequence chunks)");
+  cmd->add_option("--seq-chunks", f->seq_chunks,
+                  "Pipeline: cut each micro-batch along the sequence into K chunks (seq1f1b, "
+                  "gpipe; default 1)");
+  cmd->add_option("--seq-split", f->seq_split,
+                  "Pipeline: chunk lengths even, or compute (equal FLOPs: later chunks, which "
+                  "attend to longer prefixes, are shorter)");
+  cmd->add_option("--pp-layers", f->pp_layers,
+                  "Pipeline: layers per stage, e.g. 3,1 (default: as even as possible)")
+      ->delimiter(',');
   f->micro_batches_opt = cmd->add_option(
       "--micro-batches", f->micro_batches,
       "Micro-batches per optimizer step over all ranks (global batch = batch-size x "

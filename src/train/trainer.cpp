@@ -394,6 +394,12 @@ double accumulate_gradients(const Model &m, ag::GradStore &grads,
   return loss_sum / double(n_targets);
 }
 
+double StepSync::forward_backward(const Model &m, ag::GradStore &grads,
+                                  std::span<const MicroBatchView> micro, ThreadPool &pool,
+                                  Arena &arena, const RopeTable &rope, const AccumulateOptions &o) {
+  return accumulate_gradients(m, grads, micro, pool, arena, rope, o);
+}
+
 TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOptions &opt) {
   cfg.validate();
   StepSync *sync = opt.sync;
@@ -524,8 +530,12 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
       for (int64_t a = 0; a < A; ++a) loader.next_batch(windows.data() + a * B * (T + 1));
       split_windows(windows.data(), A * B, T, tokens.data(), targets.data());
       const int64_t n_targets = A * B * T;
-      last_loss = accumulate_gradients(*model, grads, micro, pool, arena, rope, acc);
-      if (sync) last_loss = sync->reduce(params, last_loss);
+      if (sync) {
+        last_loss = sync->forward_backward(*model, grads, micro, pool, arena, rope, acc);
+        last_loss = sync->reduce(params, last_loss);
+      } else {
+        last_loss = accumulate_gradients(*model, grads, micro, pool, arena, rope, acc);
+      }
       const double norm = clip_grad_norm(params, cfg.grad_clip);
       const double lr = sched.lr(step);
       optim->step(params, lr, pool);

@@ -68,8 +68,22 @@ struct TrainResult {
   std::string final_dir;  // RUN/final (HF layout)
 };
 
-// Shares each optimizer step with other processes (data parallelism). train/ knows nothing of
-// how: parallel/ implements it over MPI (parallel/dp.h). Without one, train() runs alone.
+// One micro-batch: B sequences of T tokens from position 0, and a target per token (< 0: none).
+struct MicroBatchView {
+  std::span<const int32_t> tokens, targets;  // (B*T) each
+  int64_t B = 0, T = 0;
+};
+struct AccumulateOptions {
+  // The loss is a mean over this many targets (a whole step's, when other processes run the
+  // rest of its micro-batches); 0: the targets of the micro-batches given.
+  int64_t n_targets = 0;
+  // Called with the last micro-batch's context before its forward; the hooks it returns (may be
+  // null) run in that forward.
+  std::function<const Hooks *(ag::Context &)> last_hooks;
+};
+// Shares each optimizer step with other processes (data and pipeline parallelism). train/ knows
+// nothing of how: parallel/ implements it over MPI (parallel/dp.h). Without one, train() runs
+// alone.
 class StepSync {
  public:
   virtual ~StepSync() = default;
@@ -81,6 +95,12 @@ class StepSync {
   // may record steps onto ctx's tape, to start summing a layer's gradients as soon as backward
   // is done with it.
   virtual const Hooks *watch_backward(ag::Context &ctx, std::span<const ParamRef> params) = 0;
+  // Forward and backward of this process's micro-batches of a step, accumulating gradients into
+  // grads; returns this process's share of the step's mean loss. The default runs each through
+  // the whole model (accumulate_gradients); a pipeline runs its stage of each instead.
+  virtual double forward_backward(const Model &m, ag::GradStore &grads,
+                                  std::span<const MicroBatchView> micro, ThreadPool &pool,
+                                  Arena &arena, const RopeTable &rope, const AccumulateOptions &o);
   // After backward: completes the sum of every gradient in params over the processes and
   // returns the sum of `loss` over them.
   virtual double reduce(std::span<const ParamRef> params, double loss) = 0;
@@ -107,19 +127,6 @@ TrainResult train(TrainConfig cfg, const std::string &run_dir, const TrainOption
 // weight decay on 2-D matrices except embeddings.
 std::vector<ParamRef> trainable_params(const Model &m, ag::GradStore &grads);
 
-// One micro-batch: B sequences of T tokens from position 0, and a target per token (< 0: none).
-struct MicroBatchView {
-  std::span<const int32_t> tokens, targets;  // (B*T) each
-  int64_t B = 0, T = 0;
-};
-struct AccumulateOptions {
-  // The loss is a mean over this many targets (a whole step's, when other processes run the
-  // rest of its micro-batches); 0: the targets of the micro-batches given.
-  int64_t n_targets = 0;
-  // Called with the last micro-batch's context before its forward; the hooks it returns (may be
-  // null) run in that forward.
-  std::function<const Hooks *(ag::Context &)> last_hooks;
-};
 // Forward and backward of every micro-batch, accumulating into `grads` the gradient of the mean
 // loss over all their targets (so accumulation equals one big batch). Returns that mean loss.
 double accumulate_gradients(const Model &m, ag::GradStore &grads,

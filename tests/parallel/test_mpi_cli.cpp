@@ -141,6 +141,77 @@ TEST(MpiTrain, AHungRankIsCaughtByTheTimeout) {
       << hung.run.err;
 }
 
+// Pipeline runs: a 4-layer tiny model, 4 micro-batches of 4 x 32 tokens.
+const std::string kPipe = kRun + " --n-layer 4";
+
+TEST(MpiTrain, PipelineRunsGiveTheLossCurveOfOneProcess) {
+  test::TempDir dir("mpi-pp-curve");
+  const std::string d = data_dir();
+  CliRun one = lmkit("train --data " + d + " --out " + dir / "one --steps 10" + kPipe);
+  ASSERT_EQ(one.code, 0) << one.err;
+  const auto want = metrics(dir / "one");
+  ASSERT_EQ(want.size(), 10u);
+  struct Layout {
+    int ranks;
+    std::string flags, name;
+  };
+  const Layout layouts[] = {
+      {4, "--pp 4 --pp-schedule 1f1b", "pp4-1f1b"},
+      {4, "--pp 4 --pp-schedule seq1f1b --seq-chunks 4 --seq-split compute", "pp4-seq"},
+      {4, "--dp 2 --pp 2 --pp-schedule seq1f1b --seq-chunks 2", "dp2pp2-seq"},
+      {2, "--pp 2 --pp-schedule gpipe --seq-chunks 2 --pp-layers 3,1", "pp2-gpipe"}};
+  for (const Layout &l : layouts) {
+    SCOPED_TRACE(l.flags);
+    Timed r = mpirun(l.ranks, "train " + l.flags + " --data " + d + " --out " + dir / l.name +
+                                  " --steps 10" + kPipe);
+    ASSERT_EQ(r.run.code, 0) << r.run.err;
+    expect_same_curve(metrics(dir / l.name), want, 1e-5);
+    EXPECT_TRUE(fs::exists(dir / (l.name + "/final/model.safetensors")));
+    // Every stage's report, gathered by rank 0.
+    const json p = json::parse(test::slurp(dir / (l.name + "/pipeline.json")));
+    ASSERT_EQ(p["stages"].size(), size_t(l.ranks));
+    for (const json &st : p["stages"]) {
+      EXPECT_EQ(st["steps"], 10);
+      EXPECT_GT(st["busy_s"].get<double>(), 0);
+      EXPECT_GT(st["peak_activation_bytes"].get<int64_t>(), 0);
+      EXPECT_NEAR(st["busy_s"].get<double>() + st["idle_s"].get<double>(),
+                  st["wall_s"].get<double>(), 1e-6);
+    }
+  }
+  // Without --quiet, rank 0 prints the stage table once.
+  std::string noisy = kPipe;
+  noisy.erase(noisy.find(" --quiet"), 8);
+  Timed shown =
+      mpirun(2, "train --pp 2 --data " + d + " --out " + dir / "shown" + " --steps 2" + noisy);
+  ASSERT_EQ(shown.run.code, 0) << shown.run.err;
+  EXPECT_NE(shown.run.err.find("lmkit train: pipeline stages (1f1b, 1 chunks per micro-batch)\n"
+                               "| rank | replica | stage |"),
+            std::string::npos)
+      << shown.run.err;
+}
+
+TEST(MpiTrain, APipelineRankKilledEndsTheJobAndResumeReproducesTheRun) {
+  test::TempDir dir("mpi-pp-kill");
+  const std::string d = data_dir();
+  const std::string run =
+      " --pp 2 --pp-schedule seq1f1b --seq-chunks 2 --steps 8 "
+      "--ckpt-interval 2 --keep-ckpts 0" +
+      kPipe;
+  Timed ref = mpirun(2, "train --data " + d + " --out " + dir / "ref" + run);
+  ASSERT_EQ(ref.run.code, 0) << ref.run.err;
+  // The last stage dies in its 5th step, while the first waits for its gradients.
+  Timed killed =
+      mpirun(2, "train --data " + d + " --out " + dir / "a" + run, "LMKIT_FAULT_RANK_DIE=1:5");
+  EXPECT_NE(killed.run.code, 0);
+  EXPECT_LT(killed.seconds, 30) << "the surviving rank hung";
+  EXPECT_TRUE(fs::exists(dir / "a/checkpoints/step_00000004"));
+  EXPECT_FALSE(fs::exists(dir / "a/checkpoints/step_00000006"));
+  Timed resumed = mpirun(
+      2, "train --pp 2 --pp-schedule seq1f1b --seq-chunks 2 --resume " + dir / "a" + " --quiet");
+  ASSERT_EQ(resumed.run.code, 0) << resumed.run.err;
+  expect_same_curve(metrics(dir / "a"), metrics(dir / "ref"), 0);
+}
+
 TEST(MpiTrain, LaunchMistakesAreClearErrors) {
   test::TempDir dir("mpi-usage");
   const std::string d = data_dir();
@@ -164,6 +235,26 @@ TEST(MpiTrain, LaunchMistakesAreClearErrors) {
             std::string::npos)
       << r.run.err;
   EXPECT_FALSE(fs::exists(dir / "d/metrics.jsonl"));
+  // Pipeline mistakes.
+  test::expect_clean_error(lmkit("train --pp 2 --data " + d + " --out " + dir / "e" + kPipe),
+                           "--pp 2 needs 2 processes: launch with mpirun -np 2");
+  test::expect_clean_error(
+      lmkit("train --seq-chunks 2 --data " + d + " --out " + dir / "f" + kPipe),
+      "--seq-chunks and --pp-layers shape a pipeline: give --pp 2 or more");
+  test::expect_clean_error(
+      lmkit("train --pp 2 --seq-chunks 2 --data " + d + " --out " + dir / "g" + kPipe),
+      "--pp-schedule 1f1b runs whole micro-batches");
+  test::expect_clean_error(
+      lmkit("train --pp 2 --pp-schedule zigzag --data " + d + " --out " + dir / "h" + kPipe),
+      "zigzag");
+  r = mpirun(2, "train --pp 2 --pp-layers 3,2 --data " + d + " --out " + dir / "i" + kPipe);
+  EXPECT_NE(r.run.code, 0);
+  EXPECT_NE(r.run.err.find(": --pp-layers adds up to 5 layers; the model has 4"), std::string::npos)
+      << r.run.err;
+  r = mpirun(4, "train --pp 2 --data " + d + " --out " + dir / "j" + kPipe);  // 4 ranks, 2 stages
+  EXPECT_NE(r.run.code, 0);
+  EXPECT_NE(r.run.err.find("--dp 1 x --pp 2 = 2 ranks, but the job has 4"), std::string::npos)
+      << r.run.err;
 }
 
 }  // namespace

@@ -14,19 +14,15 @@
 #include "core/rng.h"
 #include "parallel/comm.h"
 #include "parallel/dp.h"
+#include "parallel/mpi_test.h"
 #include "train/init.h"
 #include "train/trainer.h"
 
 namespace lmkit {
 namespace {
 
-mpi::Comm &world() {
-  static mpi::Comm *w = new mpi::Comm(mpi::Comm::world());  // lives until exit
-  return *w;
-}
-
 TEST(MpiComm, RanksSendRecvAllReduceBroadcast) {
-  mpi::Comm &w = world();
+  mpi::Comm &w = test::mpi_world();
   ASSERT_EQ(w.size(), 2) << "run under mpirun -np 2";
   const int me = w.rank(), other = 1 - me;
   // Point to point, both directions, a buffer larger than one eager message.
@@ -55,7 +51,7 @@ TEST(MpiComm, RanksSendRecvAllReduceBroadcast) {
 }
 
 TEST(MpiComm, GridSplitsDataAndPipelineGroups) {
-  mpi::Comm &w = world();
+  mpi::Comm &w = test::mpi_world();
   // dp 2 x pp 1: both ranks in one data-parallel group, each its own pipeline.
   mpi::Grid g = mpi::make_grid(w, 2, 1);
   EXPECT_EQ(g.dp.size(), 2);
@@ -81,7 +77,7 @@ TEST(MpiComm, GridSplitsDataAndPipelineGroups) {
 }
 
 TEST(MpiComm, AWaitWithoutAnAnswerTimesOutWithAClearError) {
-  mpi::Comm &w = world();
+  mpi::Comm &w = test::mpi_world();
   static std::vector<float> late(4);  // the abandoned receive completes into this later
   if (w.rank() == 0) {
     w.set_timeout(0.3);
@@ -152,7 +148,7 @@ void expect_same_step(const Fixture &f, DataParallelOptions o, int64_t want_in_b
   const auto all = f.micro(0, f.M);
   const double ref_loss = accumulate_gradients(*f.model, ref_grads, all, pool, arena, rope);
   // This rank's share, then the sum over the ranks.
-  DataParallel dp(world(), o);
+  DataParallel dp(test::mpi_world(), o);
   ag::GradStore grads;
   std::vector<ParamRef> params = trainable_params(*f.model, grads);
   const auto [first, last] = dp.share(f.M);
@@ -179,7 +175,7 @@ void expect_same_step(const Fixture &f, DataParallelOptions o, int64_t want_in_b
   for (const ParamRef &p : params)
     mine.insert(mine.end(), p.grad.f32(), p.grad.f32() + p.grad.numel());
   std::vector<float> theirs = mine;
-  world()
+  test::mpi_world()
       .broadcast(std::string(reinterpret_cast<const char *>(mine.data()), mine.size() * 4), 0)
       .copy(reinterpret_cast<char *>(theirs.data()), mine.size() * 4);
   EXPECT_EQ(std::memcmp(mine.data(), theirs.data(), mine.size() * 4), 0);
@@ -207,8 +203,8 @@ TEST(MpiDataParallel, GradientsEqualOneProcessWithoutOverlap) {
 }
 
 TEST(MpiDataParallel, SharesAndAgreement) {
-  DataParallel dp(world());
-  const int r = world().rank();
+  DataParallel dp(test::mpi_world());
+  const int r = test::mpi_world().rank();
   using Range = std::pair<int64_t, int64_t>;
   EXPECT_EQ(dp.share(4), r == 0 ? Range(0, 2) : Range(2, 4));
   EXPECT_EQ(dp.share(5), r == 0 ? Range(0, 2) : Range(2, 5));
@@ -228,17 +224,3 @@ TEST(MpiDataParallel, SharesAndAgreement) {
 
 }  // namespace
 }  // namespace lmkit
-
-int main(int argc, char **argv) {
-  testing::InitGoogleTest(&argc, argv);
-  lmkit::mpi::Runtime runtime;
-  lmkit::world().set_timeout(60);  // a rank that fails early must not leave the other waiting
-  const int rc = RUN_ALL_TESTS();
-  int any = rc;
-  {
-    double v = rc;
-    lmkit::world().all_reduce_sum(std::span<double>(&v, 1));
-    any = v != 0;
-  }
-  return any;
-}

@@ -16,15 +16,11 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "parallel/comm.h"
+#include "parallel/mpi_test.h"
 #include "parallel/pipeline.h"
 
 namespace lmkit::parallel {
 namespace {
-
-mpi::Comm &world() {
-  static mpi::Comm *w = new mpi::Comm(mpi::Comm::world());  // lives until exit
-  return *w;
-}
 
 constexpr int64_t kD = 16, kH = 24, kV = 11, kLayers = 4, kRows = 12, kMicro = 4;
 
@@ -170,7 +166,7 @@ void check(ScheduleKind kind, int dp, int pp, int k) {
     }
   }
   // The pipeline.
-  mpi::Grid grid = mpi::make_grid(world(), dp, pp);
+  mpi::Grid grid = mpi::make_grid(test::mpi_world(), dp, pp);
   const Schedule s = schedule_make(kind, pp, int(kMicro), k);
   ag::GradStore g;
   const int64_t l0 = kLayers * grid.stage / pp, l1 = kLayers * (grid.stage + 1) / pp;
@@ -198,7 +194,7 @@ void check(ScheduleKind kind, int dp, int pp, int k) {
 }
 
 TEST(MpiPipeline, GPipeAnd1F1BEqualOneProcess) {
-  ASSERT_EQ(world().size(), 4) << "run under mpirun -np 4";
+  ASSERT_EQ(test::mpi_world().size(), 4) << "run under mpirun -np 4";
   check(ScheduleKind::GPipe, 1, 4, 1);
   check(ScheduleKind::OneFOneB, 1, 4, 1);
   check(ScheduleKind::GPipe, 2, 2, 1);
@@ -214,7 +210,7 @@ TEST(MpiPipeline, Seq1F1BOverRowChunksEqualsOneProcess) {
 TEST(MpiPipeline, PeakMemoryFollowsTheSchedule) {
   // GPipe keeps every micro-batch on stage 0; 1F1B at most pp of them.
   const Net net;
-  mpi::Grid grid = mpi::make_grid(world(), 1, 4);
+  mpi::Grid grid = mpi::make_grid(test::mpi_world(), 1, 4);
   size_t peak[2];
   int i = 0;
   for (ScheduleKind kind : {ScheduleKind::GPipe, ScheduleKind::OneFOneB}) {
@@ -235,13 +231,3 @@ TEST(MpiPipeline, PeakMemoryFollowsTheSchedule) {
 
 }  // namespace
 }  // namespace lmkit::parallel
-
-int main(int argc, char **argv) {
-  testing::InitGoogleTest(&argc, argv);
-  lmkit::mpi::Runtime runtime;
-  lmkit::parallel::world().set_timeout(60);
-  const int rc = RUN_ALL_TESTS();
-  double v = rc;
-  lmkit::parallel::world().all_reduce_sum(std::span<double>(&v, 1));
-  return v != 0;
-}
