@@ -4,7 +4,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <numeric>
+
+#include <sys/mman.h>
 
 #include <nlohmann/json.hpp>
 
@@ -44,6 +47,16 @@ ModelShape model_shape_of(const ModelConfig &c) {
 
 // ---- the decoder as a stage ---------------------------------------------------------------------
 
+DecoderStage::ZeroPages::ZeroPages(size_t n_floats) : bytes(n_floats * sizeof(float)) {
+  void *p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  data = static_cast<float *>(p);
+}
+
+DecoderStage::ZeroPages::~ZeroPages() {
+  ::munmap(data, bytes);
+}
+
 DecoderStage::DecoderStage(Setup s) : s_(std::move(s)) {
   LMKIT_CHECK(s_.model && s_.grads && s_.pool && s_.rope && !s_.micro.empty(),
               "pipeline stage: incomplete setup");
@@ -55,6 +68,7 @@ DecoderStage::DecoderStage(Setup s) : s_(std::move(s)) {
               "pipeline stage: the chunk lengths do not add up to the sequence length ", T);
   LMKIT_CHECK(s_.n_targets > 0, "pipeline stage: the step has no targets");
   starts_ = chunk_starts(s_.chunks);
+  if (s_.spare) s_.spare->resize(s_.chunks.size());
 }
 
 int64_t DecoderStage::boundary_floats(int mb, int chunk) const {
@@ -71,22 +85,27 @@ void DecoderStage::forward(int mb, int chunk, std::span<const float> in, std::sp
   if (s_.chunks.size() > 1 && chunk == 0) {
     Keep &k = keep_[mb];
     const int64_t n_store = (s_.last - s_.first) * B, one = c.n_head_kv * T * c.head_dim;
-    k.mem.assign(size_t(n_store * 4 * one), 0.0f);
+    k.kv.assign(size_t(n_store * 2 * one), 0.0f);
+    k.grad = std::make_unique<ZeroPages>(size_t(n_store * 2 * one));
     k.stores.resize(size_t(n_store));
     for (int64_t i = 0; i < n_store; ++i) {
       ag::KVStore &st = k.stores[size_t(i)];
-      float *p = k.mem.data() + i * 4 * one;
-      st.k = p;
-      st.v = p + one;
-      st.dk = p + 2 * one;
-      st.dv = p + 3 * one;
+      st.k = k.kv.data() + 2 * i * one;
+      st.v = st.k + one;
+      st.dk = k.grad->data + 2 * i * one;
+      st.dv = st.dk + one;
       st.n_head_kv = c.n_head_kv;
       st.head_dim = c.head_dim;
       st.n_ctx = T;
     }
   }
   Unit &u = units_[{mb, chunk}];
-  u.arena = std::make_unique<Arena>(size_t(4) << 20);
+  if (s_.spare && !(*s_.spare)[size_t(chunk)].empty()) {
+    u.arena = std::move((*s_.spare)[size_t(chunk)].back());
+    (*s_.spare)[size_t(chunk)].pop_back();
+  } else {
+    u.arena = std::make_unique<Arena>(size_t(4) << 20);
+  }
   u.ctx = std::make_unique<ag::Context>(*s_.pool, *u.arena, /*recording=*/true, s_.grads);
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t t = t0; t < t0 + L; ++t) {
@@ -136,11 +155,17 @@ void DecoderStage::backward(int mb, int chunk, std::span<const float> dout, std:
       for (int64_t j = 0; j < d; ++j) g[r * ld + j] += dout[size_t(r * d + j)];
   }
   float *gin = first_stage() ? nullptr : ctx.grad(u.in);
+  if (auto k = keep_.find(mb); k != keep_.end()) k->second.backward_started = true;
   ctx.backward();
   if (gin) {
     const int64_t ld = ctx.grad_ld(u.in);
     for (int64_t r = 0; r < u.in.rows; ++r)
       std::memcpy(din.data() + r * d, gin + r * ld, size_t(d) * 4);
+  }
+  if (s_.spare) {
+    u.ctx.reset();
+    u.arena->reset();
+    (*s_.spare)[size_t(chunk)].push_back(std::move(u.arena));
   }
   units_.erase(it);
   if (chunk == 0) keep_.erase(mb);  // backward runs the last chunk first: this one is the end
@@ -149,7 +174,8 @@ void DecoderStage::backward(int mb, int chunk, std::span<const float> dout, std:
 size_t DecoderStage::activation_bytes() const {
   size_t b = 0;
   for (const auto &[key, u] : units_) b += u.arena->used();
-  for (const auto &[mb, k] : keep_) b += k.mem.size() * sizeof(float);
+  for (const auto &[mb, k] : keep_)
+    b += k.kv.size() * sizeof(float) + (k.backward_started ? k.grad->bytes : 0);
   return b;
 }
 
@@ -190,8 +216,10 @@ double PipelineParallel::forward_backward(const Model &m, ag::GradStore &grads,
   const int64_t T = micro[0].T;
   LMKIT_CHECK(T >= o_.seq_chunks, "--seq-chunks ", o_.seq_chunks, " is more than the ", T,
               " tokens of a sequence");
-  if (chunks_.empty() || std::accumulate(chunks_.begin(), chunks_.end(), int64_t(0)) != T)
+  if (chunks_.empty() || std::accumulate(chunks_.begin(), chunks_.end(), int64_t(0)) != T) {
     chunks_ = seq_split(o_.split, model_shape_of(c), T, o_.seq_chunks);
+    arenas_.clear();  // sized for other chunks
+  }
   if (schedule_.n_micro != int(micro.size()))
     schedule_ = schedule_make(o_.schedule, o_.pp, int(micro.size()), o_.seq_chunks);
   int64_t n_targets = o.n_targets;
@@ -207,9 +235,10 @@ double PipelineParallel::forward_backward(const Model &m, ag::GradStore &grads,
   s.chunks = chunks_;
   std::tie(s.first, s.last) = stage_layers(c.n_layer, o_.pp, grid_.stage, o_.layers);
   s.n_targets = n_targets;
+  s.spare = &arenas_;
   DecoderStage stage(std::move(s));
   const StageReport r = run_stage(schedule_, grid_.pp, stage);
-  ++totals_.steps;
+  if (totals_.steps++ == 0) totals_.first_wall_s = r.wall_s;
   totals_.wall_s += r.wall_s;
   totals_.busy_s += r.busy_s;
   totals_.idle_s += r.idle_s;
@@ -223,7 +252,7 @@ double PipelineParallel::reduce(std::span<const ParamRef> params, double loss) {
 }
 
 std::vector<StageTotals> PipelineParallel::gather_totals() {
-  constexpr int kF = 6;
+  constexpr int kF = 7;
   std::vector<double> buf(size_t(world_.size() * kF), 0.0);
   double *mine = buf.data() + world_.rank() * kF;
   mine[0] = double(totals_.steps);
@@ -232,11 +261,12 @@ std::vector<StageTotals> PipelineParallel::gather_totals() {
   mine[3] = totals_.idle_s;
   mine[4] = double(totals_.peak_activation_bytes);
   mine[5] = totals_.peak_inflight;
+  mine[6] = totals_.first_wall_s;
   world_.all_reduce_sum(buf);
   std::vector<StageTotals> out(size_t(world_.size()));
   for (size_t i = 0; i < out.size(); ++i) {
     const double *v = buf.data() + i * kF;
-    out[i] = {int64_t(v[0]), v[1], v[2], v[3], size_t(v[4]), int(v[5])};
+    out[i] = {int64_t(v[0]), v[1], v[2], v[3], v[6], size_t(v[4]), int(v[5])};
   }
   return out;
 }
@@ -274,6 +304,7 @@ std::string stage_totals_json(const std::vector<StageTotals> &t, const mpi::Grid
                            {"stage", i % size_t(g.pp_size)},
                            {"steps", t[i].steps},
                            {"wall_s", t[i].wall_s},
+                           {"first_step_wall_s", t[i].first_wall_s},
                            {"busy_s", t[i].busy_s},
                            {"idle_s", t[i].idle_s},
                            {"peak_activation_bytes", t[i].peak_activation_bytes},

@@ -51,6 +51,11 @@ class DecoderStage final : public PipelineStage {
     std::vector<int64_t> chunks;            // chunk lengths, summing to T
     int64_t first = 0, last = 0;            // this stage's layers
     int64_t n_targets = 0;                  // the loss is a mean over this many targets
+    // Arenas to reuse, per chunk index (null: a new one per chunk). The caller keeps them across
+    // steps: fresh memory costs a page fault per page, every step. Chunk c's arena serves only
+    // chunks c, whose allocations are the same sizes in the same order, so a reused arena never
+    // skips a block that is too small and grows no further.
+    std::vector<std::vector<std::unique_ptr<Arena>>> *spare = nullptr;
   };
   explicit DecoderStage(Setup s);
 
@@ -69,8 +74,21 @@ class DecoderStage final : public PipelineStage {
     std::vector<SeqRows> seqs;
     ag::Var in, out;
   };
-  struct Keep {  // a micro-batch's K/V (and their gradients) per layer and sequence
-    std::vector<float> mem;
+  // Anonymous zero pages (mmap): they take memory only once written.
+  struct ZeroPages {
+    explicit ZeroPages(size_t n_floats);
+    ~ZeroPages();
+    ZeroPages(const ZeroPages &) = delete;
+    ZeroPages &operator=(const ZeroPages &) = delete;
+    float *data = nullptr;
+    size_t bytes = 0;
+  };
+  // A micro-batch's K/V per layer and sequence, and their gradients. The gradients are written
+  // only from the micro-batch's first backward on, so only then do they count (and take pages).
+  struct Keep {
+    std::vector<float> kv;
+    std::unique_ptr<ZeroPages> grad;
+    bool backward_started = false;
     std::vector<ag::KVStore> stores;
   };
   bool first_stage() const { return s_.first == 0; }
@@ -95,6 +113,7 @@ struct PipelineOptions {
 struct StageTotals {
   int64_t steps = 0;
   double wall_s = 0, busy_s = 0, idle_s = 0;
+  double first_wall_s = 0;  // the first step's (it also grows the buffers)
   size_t peak_activation_bytes = 0;
   int peak_inflight = 0;
 };
@@ -128,6 +147,7 @@ class PipelineParallel final : public StepSync {
   DataParallel sum_;  // gradients and loss summed over every rank
   Schedule schedule_;
   std::vector<int64_t> chunks_;
+  std::vector<std::vector<std::unique_ptr<Arena>>> arenas_;  // per chunk index, kept across steps
   StageTotals totals_;
 };
 
