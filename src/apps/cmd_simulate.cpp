@@ -25,6 +25,7 @@ struct SimulateFlags {
   std::string split = "compute";
   std::string device_flops = "312e12", link_bw = "25e9", dp_bw = "0", tp_bw = "0";
   double efficiency = 1.0, latency = 0.0, act_bytes = 34;
+  int value_bytes = 2;
   bool no_flash = false, no_kv_grad = false;
   bool json = false, timeline = false, show_schedule = false;
 };
@@ -102,6 +103,7 @@ parallel::SimConfig config_from(const SimulateFlags &f) {
   c.flash_attention = !f.no_flash;
   c.kv_grad_buffer = !f.no_kv_grad;
   c.act_bytes_per_token_layer = f.act_bytes;
+  c.value_bytes = f.value_bytes;
   return c;
 }
 
@@ -278,6 +280,9 @@ void add_simulate(CLI::App &app, Action &run) {
          "--act-bytes", f->act_bytes,
          "Activation bytes per token, layer and hidden unit (default 34, Megatron's count)")
       ->check(CLI::Range(0.0, 1e6));
+  cmd->add_option("--value-bytes", f->value_bytes,
+                  "Bytes per stored value of the prefix K/V copy and the dK/dV accumulator: 2 "
+                  "(bf16, default) or 4 (fp32, as lmkit trains)");
   cmd->add_flag("--json", f->json,
                 "Print {\"step_time_s\", \"bubble_fraction\", \"peak_activation_bytes\": [per "
                 "stage], ...}");

@@ -46,6 +46,8 @@ void SimConfig::validate() const {
   LMKIT_CHECK(std::isfinite(tp_bw) && tp_bw >= 0, "--tp-bw must not be negative (got ", tp_bw, ")");
   LMKIT_CHECK(std::isfinite(act_bytes_per_token_layer) && act_bytes_per_token_layer >= 0,
               "the activation bytes per token and layer must not be negative");
+  LMKIT_CHECK(value_bytes == 2 || value_bytes == 4,
+              "--value-bytes must be 2 (bf16) or 4 (fp32), got ", value_bytes);
 }
 
 SimResult simulate(const SimConfig &c) {
@@ -114,14 +116,16 @@ SimResult simulate(const SimConfig &c) {
   // Activation memory: walk each stage's actions.
   auto chunk_bytes = [&](int s, int ci) {
     const double len = double(r.chunk_lens[size_t(ci)]), start = double(starts[size_t(ci)]);
-    double per_layer = b * len * d * (c.act_bytes_per_token_layer + (k > 1 ? 4 : 0));
+    const double kv = k > 1 ? 2.0 * c.value_bytes : 0.0;  // the prefix K/V copy
+    double per_layer = b * len * d * (c.act_bytes_per_token_layer + kv);
     if (!c.flash_attention) per_layer += 5 * heads * b * len * (start + len);
     double bytes = layers * per_layer;
     if (s == p - 1) bytes += 4 * b * len * vocab;
     return bytes / t;
   };
   auto kv_grad_bytes = [&](int64_t tokens) {
-    return c.kv_grad_buffer && k > 1 ? layers * 4 * b * double(tokens) * d / t : 0.0;
+    return c.kv_grad_buffer && k > 1 ? layers * 2 * c.value_bytes * b * double(tokens) * d / t
+                                     : 0.0;
   };
   for (int ci = 0; ci < k; ++ci) r.chunk_activation_bytes.push_back(chunk_bytes(0, ci));
   r.peak_inflight_chunks = schedule_peak_inflight(r.schedule);

@@ -22,12 +22,13 @@
 // recomputation, sequence parallel when tp > 1):
 //   act_bytes_per_token_layer x b len d / tp        34: Megatron's count (attention 11, MLP 19,
 //                                                   norms 4, per hidden unit per token)
-//   + 4 b len d / tp when k > 1                     the micro-batch's prefix K/V, kept as one
-//                                                   contiguous copy (as the authors' code does)
+//   + 2 v b len d / tp when k > 1                   the micro-batch's prefix K/V, kept as one
+//                                                   contiguous copy (as the authors' code does);
+//                                                   v = value_bytes (2: bf16)
 //   + 5 a b len (start + len) / tp without flash    the attention scores (Megatron's 5 a s^2 b)
 // (+ 4 b len V / tp of fp32 logits on the last stage when n_vocab > 0). During a micro-batch's
 // backward with k > 1, a dK/dV accumulator covers the prefix still to be back-propagated
-// (4 b d bytes per token per layer / tp). Peak = max over the stage's action order.
+// (2 v b d bytes per token per layer / tp). Peak = max over the stage's action order.
 #pragma once
 
 #include <cstdint>
@@ -57,6 +58,9 @@ struct SimConfig {
   bool flash_attention = true;   // false: keep the attention scores
   bool kv_grad_buffer = true;    // count Seq1F1B's dK/dV accumulator
   double act_bytes_per_token_layer = 34;
+  // Bytes of one stored value (2: bf16; lmkit trains in fp32: 4): the prefix K/V copy is
+  // 2 value_bytes b len d per layer, the dK/dV accumulator 2 value_bytes b d per token and layer.
+  int value_bytes = 2;
 
   void validate() const;  // throws lmkit::Error naming the bad setting
 };

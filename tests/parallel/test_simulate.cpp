@@ -106,6 +106,19 @@ TEST(Simulate, PeakMemoryIsPeakInFlightTimesChunkBytes) {
                     inflight * chunk + layers * 4 * 8192 * 4096.0);
         }
       }
+  // In fp32 the K/V copy and the accumulator take twice the bytes.
+  {
+    SimConfig c = base("7b", 8192, 4, 8, ScheduleKind::Seq1F1B, 4);
+    c.split = SeqSplit::Even;
+    c.kv_grad_buffer = false;
+    c.value_bytes = 4;
+    const SimResult r = simulate(c);
+    const double chunk = 8 * (34 + 8) * 2048 * 4096.0;
+    for (double b : r.chunk_activation_bytes) EXPECT_DOUBLE_EQ(b, chunk);
+    EXPECT_DOUBLE_EQ(r.peak_activation_bytes[0], 7 * chunk);
+    c.value_bytes = 3;
+    EXPECT_THROW(simulate(c), Error);
+  }
   // Computation-wise chunks differ in size: the peak lies between the in-flight count times the
   // smallest and the largest chunk.
   SimConfig c = base("7b", 32768, 4, 8, ScheduleKind::Seq1F1B, 4);
