@@ -202,12 +202,18 @@ void Comm::wait(Request &r, const char *what) {
   r.h_ = nullptr;
 }
 
-void Comm::send(std::span<const float> buf, int dest, int tag) {
-  MPI_Request r;
+Request Comm::isend(std::span<const float> buf, int dest, int tag) {
+  Request req;
+  req.h_ = new Request::Handle;
   check(MPI_Isend(buf.data(), checked_count(buf.size(), "send"), MPI_FLOAT, dest, tag,
-                  as_comm(comm_), &r),
+                  as_comm(comm_), &req.h_->r),
         "MPI_Isend");
-  wait_raw(&r, "send");
+  return req;
+}
+
+void Comm::send(std::span<const float> buf, int dest, int tag) {
+  Request r = isend(buf, dest, tag);
+  wait(r, "send");
 }
 
 void Comm::recv(std::span<float> buf, int src, int tag) {

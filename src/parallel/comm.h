@@ -67,6 +67,8 @@ class Comm {
   double timeout() const { return timeout_; }
 
   void send(std::span<const float> buf, int dest, int tag);
+  // Starts a send; buf must stay alive and unchanged until wait() (or test()) finishes it.
+  Request isend(std::span<const float> buf, int dest, int tag);
   void recv(std::span<float> buf, int src, int tag);
   // In-place sums over every rank of this communicator.
   void all_reduce_sum(std::span<float> buf);

@@ -33,6 +33,14 @@ StageReport run_stage(const Schedule &s, mpi::Comm &pp, PipelineStage &m) {
     from.erase(it);
     return v;
   };
+  // Sends do not wait for their receiver (MPI_Isend): each buffer stays here until its send is
+  // done, which is checked after every compute and at the end of the step.
+  std::vector<std::pair<mpi::Request, std::vector<float>>> sending;
+  auto send = [&](std::vector<float> buf, int peer, int tag) {
+    mpi::Request req = pp.isend(buf, peer, tag);
+    sending.emplace_back(std::move(req), std::move(buf));  // the move keeps the buffer in place
+  };
+  auto reap = [&] { std::erase_if(sending, [](auto &s) { return s.first.test(); }); };
   StageReport r;
   int inflight = 0;
   const double t0 = now_seconds();
@@ -53,10 +61,10 @@ StageReport run_stage(const Schedule &s, mpi::Comm &pp, PipelineStage &m) {
         break;
       }
       case Op::SendAct:
-        pp.send(take(act_out, key, "activation to send"), a.peer, tag_of(s, a, false));
+        send(take(act_out, key, "activation to send"), a.peer, tag_of(s, a, false));
         break;
       case Op::SendGrad:
-        pp.send(take(grad_out, key, "gradient to send"), a.peer, tag_of(s, a, true));
+        send(take(grad_out, key, "gradient to send"), a.peer, tag_of(s, a, true));
         break;
       case Op::Forward: {
         std::vector<float> in =
@@ -69,6 +77,7 @@ StageReport run_stage(const Schedule &s, mpi::Comm &pp, PipelineStage &m) {
         if (stage == last) act_out.erase(key);
         r.peak_inflight = std::max(r.peak_inflight, ++inflight);
         r.peak_activation_bytes = std::max(r.peak_activation_bytes, m.activation_bytes());
+        reap();
         break;
       }
       case Op::Backward: {
@@ -81,10 +90,12 @@ StageReport run_stage(const Schedule &s, mpi::Comm &pp, PipelineStage &m) {
         r.busy_s += now_seconds() - c0;
         if (stage == 0) grad_out.erase(key);
         --inflight;
+        reap();
         break;
       }
     }
   }
+  for (auto &[req, buf] : sending) pp.wait(req, "send");
   r.wall_s = now_seconds() - t0;
   r.idle_s = r.wall_s - r.busy_s;
   return r;

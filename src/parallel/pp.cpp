@@ -221,7 +221,8 @@ double PipelineParallel::forward_backward(const Model &m, ag::GradStore &grads,
     arenas_.clear();  // sized for other chunks
   }
   if (schedule_.n_micro != int(micro.size()))
-    schedule_ = schedule_make(o_.schedule, o_.pp, int(micro.size()), o_.seq_chunks);
+    schedule_ = schedule_make(o_.schedule, o_.pp, int(micro.size()), o_.seq_chunks,
+                              CommPlacement::JustInTime);  // run_stage's sends do not block
   int64_t n_targets = o.n_targets;
   if (n_targets == 0)
     for (const MicroBatchView &mv : micro)

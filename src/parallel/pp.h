@@ -53,8 +53,8 @@ class DecoderStage final : public PipelineStage {
     int64_t n_targets = 0;                  // the loss is a mean over this many targets
     // Arenas to reuse, per chunk index (null: a new one per chunk). The caller keeps them across
     // steps: fresh memory costs a page fault per page, every step. Chunk c's arena serves only
-    // chunks c, whose allocations are the same sizes in the same order, so a reused arena never
-    // skips a block that is too small and grows no further.
+    // chunk c of later micro-batches, whose allocations are the same sizes in the same order, so a
+    // reused arena never skips a block that is too small and grows no further.
     std::vector<std::vector<std::unique_ptr<Arena>>> *spare = nullptr;
   };
   explicit DecoderStage(Setup s);

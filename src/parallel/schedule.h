@@ -58,13 +58,13 @@ enum class CommPlacement {
   // Each receive right before the compute that needs it, each send right after the compute that
   // produced it. Deadlock-free when sends do not wait for the receiver (MPI_Isend, buffered
   // MPI_Send); with synchronous sends, 1F1B's steady state deadlocks (both neighbours send at
-  // once). The simulator uses it.
+  // once). The simulator and lmkit train --pp (run_stage's sends do not block) use it.
   JustInTime,
   // Every stage does its sends and receives in one global order of messages (each message keyed
   // by when its consumer starts in a unit-cost run), receives as late and sends as early as that
   // order allows. Deadlock-free even with synchronous (rendezvous) sends, whatever the costs: the
-  // unfinished message with the smallest key always has both ends ready. The default, for an MPI
-  // executor.
+  // unfinished message with the smallest key always has both ends ready. The default, for
+  // executors whose sends wait for their receiver.
   Rendezvous,
 };
 
