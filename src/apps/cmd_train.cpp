@@ -41,7 +41,9 @@ const std::map<std::string, std::string> &setting_help() {
       {"lr", "Peak learning rate"},
       {"min_lr", "Final learning rate"},
       {"warmup", "Linear warmup steps"},
-      {"schedule", "LR schedule after warmup: cosine, wsd (warmup-stable-decay) or constant"},
+      {"schedule",
+       "LR schedule after warmup: cosine, wsd (warmup-stable-decay) or constant (gpipe, 1f1b "
+       "and seq1f1b name the pipeline schedule instead, as --pp-schedule)"},
       {"decay_frac", "wsd: fraction of the steps spent decaying"},
       {"weight_decay", "Decoupled weight decay (matrices only; not norms, biases, embeddings)"},
       {"beta1", "AdamW beta1"},
@@ -96,6 +98,7 @@ struct TrainFlags {
   std::vector<int64_t> pp_layers;
   int64_t micro_batches = 0;
   CLI::Option *micro_batches_opt = nullptr;  // given or not
+  CLI::Option *pp_schedule_opt = nullptr;
   double bucket_mb = 4, comm_timeout = 0;
   bool no_overlap = false;
   std::map<std::string, std::string> settings;  // flags given, by setting name
@@ -108,6 +111,16 @@ int run_train(const TrainFlags &f) {
   std::map<std::string, std::string> given;
   for (const auto &[name, opt] : f.options)
     if (opt->count() > 0) given[name] = f.settings.at(name);
+  // `--schedule seq1f1b` (the pipeline schedules' names are not learning-rate schedules').
+  std::string pp_schedule = f.pp_schedule;
+  if (auto it = given.find("schedule");
+      it != given.end() &&
+      (it->second == "gpipe" || it->second == "1f1b" || it->second == "seq1f1b")) {
+    LMKIT_CHECK(f.pp_schedule_opt->count() == 0, "--schedule ", it->second,
+                " and --pp-schedule both name the pipeline schedule: give one");
+    pp_schedule = it->second;
+    given.erase(it);
+  }
   if (!f.resume.empty()) {
     run_dir = f.resume;
     const std::string saved = run_dir + "/train_config.json";
@@ -161,7 +174,7 @@ int run_train(const TrainFlags &f) {
   LMKIT_CHECK(f.seq_chunks >= 1, "--seq-chunks must be at least 1, got ", f.seq_chunks);
   LMKIT_CHECK(f.pp > 1 || (f.seq_chunks == 1 && f.pp_layers.empty()),
               "--seq-chunks and --pp-layers shape a pipeline: give --pp 2 or more");
-  LMKIT_CHECK(f.pp_schedule != "1f1b" || f.seq_chunks == 1,
+  LMKIT_CHECK(pp_schedule != "1f1b" || f.seq_chunks == 1,
               "--pp-schedule 1f1b runs whole micro-batches; use --pp-schedule seq1f1b (or gpipe) "
               "with --seq-chunks ",
               f.seq_chunks);
@@ -176,7 +189,7 @@ int run_train(const TrainFlags &f) {
   ParallelOptions par;
   par.dp = f.dp;
   par.pipe.pp = f.pp;
-  par.pipe.schedule = parallel::schedule_kind_parse(f.pp_schedule);
+  par.pipe.schedule = parallel::schedule_kind_parse(pp_schedule);
   par.pipe.seq_chunks = f.seq_chunks;
   par.pipe.split = parallel::seq_split_parse(f.seq_split);
   par.pipe.layers = f.pp_layers;
@@ -231,9 +244,10 @@ void add_train(CLI::App &app, Action &run) {
   cmd->add_option("--pp", f->pp,
                   "Pipeline stages per data-parallel replica (contiguous layers each); launch "
                   "with mpirun -np DP*PP");
-  cmd->add_option("--pp-schedule", f->pp_schedule,
-                  "Pipeline schedule: gpipe, 1f1b (default) or seq1f1b (Seq1F1B: 1F1B over "
-                  "sequence chunks)");
+  f->pp_schedule_opt =
+      cmd->add_option("--pp-schedule", f->pp_schedule,
+                      "Pipeline schedule: gpipe, 1f1b (default) or seq1f1b (Seq1F1B: 1F1B over "
+                      "sequence chunks)");
   cmd->add_option("--seq-chunks", f->seq_chunks,
                   "Pipeline: cut each micro-batch along the sequence into K chunks (seq1f1b, "
                   "gpipe; default 1)");

@@ -158,7 +158,7 @@ TEST(MpiTrain, PipelineRunsGiveTheLossCurveOfOneProcess) {
   const Layout layouts[] = {
       {4, "--pp 4 --pp-schedule 1f1b", "pp4-1f1b"},
       {4, "--pp 4 --pp-schedule seq1f1b --seq-chunks 4 --seq-split compute", "pp4-seq"},
-      {4, "--dp 2 --pp 2 --pp-schedule seq1f1b --seq-chunks 2", "dp2pp2-seq"},
+      {4, "--dp 2 --pp 2 --schedule seq1f1b --seq-chunks 2", "dp2pp2-seq"},  // the name
       {2, "--pp 2 --pp-schedule gpipe --seq-chunks 2 --pp-layers 3,1", "pp2-gpipe"}};
   for (const Layout &l : layouts) {
     SCOPED_TRACE(l.flags);
@@ -170,6 +170,8 @@ TEST(MpiTrain, PipelineRunsGiveTheLossCurveOfOneProcess) {
     // Every stage's report, gathered by rank 0.
     const json p = json::parse(test::slurp(dir / (l.name + "/pipeline.json")));
     ASSERT_EQ(p["stages"].size(), size_t(l.ranks));
+    EXPECT_NE((l.flags + " ").find(" " + p["schedule"].get<std::string>() + " "), std::string::npos)
+        << p["schedule"];
     for (const json &st : p["stages"]) {
       EXPECT_EQ(st["steps"], 10);
       EXPECT_GT(st["busy_s"].get<double>(), 0);
@@ -247,6 +249,9 @@ TEST(MpiTrain, LaunchMistakesAreClearErrors) {
   test::expect_clean_error(
       lmkit("train --pp 2 --pp-schedule zigzag --data " + d + " --out " + dir / "h" + kPipe),
       "zigzag");
+  test::expect_clean_error(lmkit("train --pp 2 --schedule gpipe --pp-schedule 1f1b --data " + d +
+                                 " --out " + dir / "k" + kPipe),
+                           "--schedule gpipe and --pp-schedule both name the pipeline schedule");
   r = mpirun(2, "train --pp 2 --pp-layers 3,2 --data " + d + " --out " + dir / "i" + kPipe);
   EXPECT_NE(r.run.code, 0);
   EXPECT_NE(r.run.err.find(": --pp-layers adds up to 5 layers; the model has 4"), std::string::npos)
